@@ -36,8 +36,8 @@ def _breakpoints(points, scale) -> list:
     a steep region of width ~1/scale is resolved."""
     pts = {mp.mpf(0)}
     pts.update(mp.mpf(p) for p in points)
-    for k in (1, 4):
-        pts.update((k / scale, -k / scale))
+    if scale > 4:
+        pts.update(k / scale * sign for k in (1, 4) for sign in (1, -1))
     return sorted(p for p in pts if abs(p) < 40)
 
 
