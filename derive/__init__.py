@@ -32,6 +32,10 @@ _LAZY = {
     "parse": "derive.parsing",
     "latex": "derive.printing",
     "symbols": "derive.symbols",
+    "KernelState": "derive.layers",
+    "Dense": "derive.layers",
+    "serial": "derive.layers",
+    "repeat": "derive.layers",
 }
 
 __all__ = [
