@@ -124,7 +124,7 @@ def _relu() -> Activation:
     return Activation(sp.Max(0, x), "relu", r"\mathrm{ReLU}", "Nair & Hinton 2010; Cho & Saul 2009 (kernel)")
 
 
-def _leaky_relu(a=sp.Rational(1, 100)) -> Activation:
+def _leaky_relu(a=0.01) -> Activation:
     a = _positive("a", a)
     return Activation(_piecewise((a * x, x < 0), (x, True)), f"leaky_relu(a={a})",
                       r"\mathrm{LReLU}", "Maas, Hannun & Ng 2013")

@@ -15,7 +15,6 @@ result objects of `derive`) through that method.
 
 from __future__ import annotations
 
-import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 from derive.symbols import LATEX_NAMES
