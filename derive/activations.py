@@ -29,6 +29,7 @@ from functools import cached_property
 import sympy as sp
 
 from derive.errors import DomainError, UnknownActivationError
+from derive.heaviside_form import derivative
 from derive.kinks import is_smooth, kinks
 from derive.symbols import x
 
@@ -72,12 +73,12 @@ class Activation:
 
     def derivative(self, e=x, n: int = 1) -> sp.Expr:
         """The n-th derivative φ⁽ⁿ⁾(e); at kinks it contains Heaviside, sign or DiracDelta."""
-        d = self._first_derivative if n == 1 else sp.diff(self.expr, x, n)
+        d = self._first_derivative if n == 1 else derivative(self.expr, x, n)
         return d.xreplace({x: sp.sympify(e)})
 
     @cached_property
     def _first_derivative(self) -> sp.Expr:
-        return sp.diff(self.expr, x)
+        return derivative(self.expr, x)
 
     @cached_property
     def kinks(self) -> tuple:
