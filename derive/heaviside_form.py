@@ -25,7 +25,7 @@ evaluated at the point (so that x δ(x) = 0 before anything is squared), and
 >>> reduce_deltas((x + 1) * sp.DiracDelta(x + 1) + x**2 * sp.DiracDelta(x, 1), (x,))
 0
 >>> derivative(sp.Piecewise((-1, x < -1), (x, x < 1), (1, True)), x, 2)
-DiracDelta(x + 1) - DiracDelta(x - 1)
+-DiracDelta(x - 1) + DiracDelta(x + 1)
 """
 
 from __future__ import annotations
