@@ -91,6 +91,16 @@ class GaussianExpectation(sp.Expr):
         q1, q2, c = self.parameters
         return (sp.sqrt(q1) * z1, sp.sqrt(q2) * (c * z1 + sp.sqrt(1 - c**2) * z2))
 
+    def _eval_derivative(self, s):
+        """d/ds by the chain rule through the parameters, with the derivatives with
+        respect to the covariance entries from Price's theorem (Price 1958; the heat
+        equation ∂E f/∂q = ½ E f″ in 1-D, ∂E f/∂Σ₁₂ = E ∂x∂y f) for smooth integrands,
+        and from the score of the Gaussian density (E[f ∂ log p/∂Σ], no derivative of f)
+        for piecewise ones, whose sympy derivatives would miss the jumps."""
+        partials = _parameter_partials(self.integrand, self.variables, self.parameters)
+        return sp.Add(*(d * sp.diff(p, s) for d, p in zip(partials, self.parameters, strict=True)
+                        if p.has(s)))
+
     def _sympystr(self, printer) -> str:
         return printer._print(self.as_integral())
 
@@ -194,3 +204,32 @@ def _sympy_integrate_1d(expr, x, q):
     if result is None or result.has(sp.Integral, sp.nan, sp.zoo, sp.Piecewise):
         return None
     return sp.simplify(result)
+
+
+def _covariance_partials(f, variables, parameters):
+    """∂E[f]/∂Σ₁₁, ∂E[f]/∂Σ₂₂, ∂E[f]/∂Σ₁₂ (1-D: ∂E[f]/∂q), each a Gaussian expectation."""
+    from derive.kinks import is_smooth
+
+    if len(variables) == 1:
+        (u,), (q,) = variables, parameters
+        if is_smooth(f):
+            return (expect(sp.diff(f, u, 2) / 2, u, q),)
+        return (expect(f * (u**2 - q) / (2 * q**2), u, q),)
+    (u, v), (q1, q2, c) = variables, parameters
+    E = lambda g: expect2(g, u, v, q1, q2, c)  # noqa: E731
+    if is_smooth(f):
+        return E(sp.diff(f, u, 2) / 2), E(sp.diff(f, v, 2) / 2), E(sp.diff(f, u, v))
+    det = q1 * q2 * (1 - c**2)
+    s12 = c * sp.sqrt(q1 * q2)
+    w1, w2 = (q2 * u - s12 * v) / det, (q1 * v - s12 * u) / det  # Σ⁻¹ (u, v)
+    return (E(f * (w1**2 - q2 / det) / 2), E(f * (w2**2 - q1 / det) / 2), E(f * (w1 * w2 + s12 / det)))
+
+
+def _parameter_partials(f, variables, parameters):
+    """∂E[f]/∂q (1-D) or ∂E[f]/∂(q1, q2, c) (2-D) via Σ₁₁ = q1, Σ₂₂ = q2, Σ₁₂ = c √(q1 q2)."""
+    grads = _covariance_partials(f, variables, parameters)
+    if len(variables) == 1:
+        return grads
+    (q1, q2, c), (e11, e22, e12) = parameters, grads
+    return (e11 + e12 * c * sp.sqrt(q2 / q1) / 2, e22 + e12 * c * sp.sqrt(q1 / q2) / 2,
+            e12 * sp.sqrt(q1 * q2))
