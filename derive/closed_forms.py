@@ -164,5 +164,26 @@ def _coincidence(t: Term):
 
 
 def tidy(expr: sp.Expr) -> sp.Expr:
-    """Cheap, targeted simplification: common factors pulled out of the sum."""
-    return sp.factor_terms(expr)
+    """Cheap, targeted simplification: common factors pulled out of the sum; sums with error
+    functions (truncated moments) expanded and collected over their erf, erfc and exp atoms,
+    keeping the orthant factor π − arccos c whole."""
+    if not expr.has(sp.erf, sp.erfc):
+        return sp.factor_terms(expr)
+    whole = {}
+
+    def keep(node):
+        whole[sp.Dummy()] = node
+        return next(reversed(whole))
+
+    expanded = sp.expand(expr.replace(_is_orthant, keep))
+    atoms = sorted((a for a in expanded.atoms(sp.erf, sp.erfc, sp.exp, sp.Dummy) if a.free_symbols),
+                   key=sp.default_sort_key)
+    parts = sp.collect(expanded, atoms, evaluate=False)
+    collected = sp.Add(*(sp.factor_terms(v) * k for k, v in parts.items()))
+    return sp.factor_terms(collected).xreplace(whole)
+
+
+def _is_orthant(node) -> bool:
+    """π − arccos(ρ)."""
+    return (isinstance(node, sp.Add) and len(node.args) == 2 and sp.pi in node.args
+            and any(-a == sp.acos(*(-a).args) for a in node.args if isinstance(-a, sp.acos)))

@@ -276,7 +276,7 @@ def _base(term: Term, g: Gaussian) -> sp.Expr | None:
     if (len(term.steps) == 2 and not term.erfs and all(t == 0 for _, t in term.steps)):
         (f1, _), (f2, _) = term.steps
         rho = g.cov(f1, f2) / (sp.sqrt(g.cov(f1, f1)) * sp.sqrt(g.cov(f2, f2)))
-        return term.coef * (sp.pi - sp.acos(rho)) / (2 * sp.pi)
+        return term.coef * ((sp.pi - sp.acos(rho)) / (2 * sp.pi))
     if len(term.steps) == 1 and not term.erfs:
         f, t = term.steps[0]
         return term.coef * sp.erfc(t / sp.sqrt(2 * g.cov(f, f))) / 2
