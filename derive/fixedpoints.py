@@ -1,0 +1,423 @@
+"""Fixed points of the mean-field maps, vectorised over parameter arrays, and at any precision.
+
+With V(q) = E φ(u)², D(q) = E φ′(u)² (u ~ N(0, q)), C(q, c) = E φ(u)φ(v) and
+C_d(q, c) = E φ′(u)φ′(v) ((u, v) with variances q, q and correlation c), the
+mean-field maps of a layer are (Poole et al. 2016; Schoenholz et al. 2017)
+
+    q′ = σ_w² V(q) + σ_b²,    c′ = (σ_w² C(q, c) + σ_b²) / q′,    χ₁ = σ_w² D(q*).
+
+None of V, D, C, C_d depends on σ_w², σ_b²: :class:`MapFunctions` evaluates them
+once per activation -- closed forms where `derive` found them, else the numerical
+quadrature of :func:`derive.lambdify` -- and, for smooth activations, through
+piecewise Chebyshev tables in (log q, c) (:mod:`derive.tabulate`) whose error is
+estimated when they are built.  The correlation fixed point is solved in the
+divided-difference form G(q, c) = (V(q) − C(q, c)) / (1 − c) = q ∫_c^1 C_d dc′ / (1 − c),
+which removes the trivial root c = 1 and the cancellation next to it:
+
+    c* < 1  ⇔  G(q*, c*) = q* / σ_w².
+
+G increases on [0, 1] (Mehler: C = Σ a_k² c^k with a_k² ≥ 0), so the largest root
+below 1 -- the fixed point that attracts every c⁰ in (c*, 1) -- is bracketed by [0, 1]
+whenever G(q*, 0) < q*/σ_w², and searched on [-1, 0] otherwise.
+
+Regimes (:class:`Regime`): ordered (χ₁ < 1, c* = 1), chaotic (χ₁ > 1, c* < 1),
+critical (χ₁ = 1), q → ∞ (the variance grows without bound: q* = inf) and q → 0
+(it decays to zero: q* = 0); in the last two c*, χ₁ and the depth scales are NaN.
+q* is the limit of the q-map iterated from q⁰ (default 1), i.e. the first root of
+σ_w² V(q) + σ_b² − q met going from q⁰ in the direction the map moves; it is
+reported as 0 below 1e-300 and as inf above 1e300.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import mpmath as mp
+import numpy as np
+import sympy as sp
+
+from derive.errors import NumericError
+from derive.gaussian import GaussianExpectation
+from derive.symbols import c, q
+from derive.tabulate import Table1D, Table2D
+
+Q_MIN, Q_MAX = 1e-300, 1e300
+
+
+class Regime(IntEnum):
+    """How the iterated maps behave at a point (σ_w², σ_b²)."""
+
+    ORDERED = 0
+    CHAOTIC = 1
+    CRITICAL = 2
+    Q_INFINITE = 3
+    Q_ZERO = 4
+
+
+def _numpy_function(expr: sp.Expr, args: tuple):
+    """A vectorised float evaluator of `expr` (closed form or Gaussian-expectation integrals)."""
+    if expr.has(GaussianExpectation):
+        from derive.numeric import lambdify
+
+        f = lambdify(expr, list(args))
+    else:
+        f = sp.lambdify(args, expr, "numpy")
+
+    def evaluate(*values):
+        values = [np.asarray(v, dtype=float) for v in values]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = f(*values)
+        return np.broadcast_to(np.asarray(out, dtype=float), np.broadcast(*values).shape).copy()
+
+    return evaluate
+
+
+class MapFunctions:
+    """V, V′, D, D′ (functions of q) and C, C_d, G (of q, c) of one activation in float64.
+
+    `expressions` maps the names V, Vq, D, Dq, C, Cd to SymPy expressions in q (and c).
+    With ``tabulate=True`` (smooth activations) every evaluation goes through Chebyshev
+    tables built from those expressions; otherwise they are evaluated directly.
+    """
+
+    def __init__(self, expressions: dict, tabulate: bool):
+        self.expressions = expressions
+        self.closed_form = not any(e.has(GaussianExpectation) for e in expressions.values())
+        self._one = [_numpy_function(expressions[k], (q,)) for k in ("V", "Vq", "D", "Dq")]
+        self._cd = _numpy_function(expressions["Cd"], (q, c))
+        self._c = _numpy_function(expressions["C"], (q, c))
+        self.tabulated = tabulate
+        if tabulate:
+            tol = 1e-14 if self.closed_form else 1e-12
+            self._table1 = Table1D(lambda t: np.stack([f(np.exp(t)) for f in self._one]), 4, tol=tol)
+            self._table_cd = Table2D(lambda t, cc: self._cd(np.exp(t), cc)[None], 1, tol=tol, integral=True)
+            self._table_g = Table2D(self._g_from_cd, 1, tol=tol)
+
+    def _g_from_cd(self, t, cc):
+        """G = q ∫_c^1 C_d dc′ / (1 − c) from the C_d table.  Next to c = 1 the division would
+        amplify the rounding of the integral, so there G is q times the mean of C_d over
+        [c, 1] by 40-point Gauss-Legendre quadrature (exact for the table's polynomials)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = self._table_cd.integral(t, cc)[0] / (1 - cc)
+        near = np.flatnonzero(1 - cc < 1 / 32)
+        if near.size:
+            u, w = np.polynomial.legendre.leggauss(40)
+            u, w = (u + 1) / 2, w / 2
+            points = 1 - np.outer(1 - cc[near], u)
+            values = self._table_cd(np.repeat(t[near], u.size), points.ravel())[0].reshape(near.size, u.size)
+            g[near] = values @ w
+        return (np.exp(t) * g)[None]
+
+    @property
+    def method(self) -> str:
+        """How the numbers are obtained, with the estimated error of the tables built so far."""
+        source = "closed forms" if self.closed_form else "numerical Gaussian quadrature (derive.lambdify)"
+        if not self.tabulated:
+            return source
+        error = max(self._table1.max_error, self._table_cd.max_error, self._table_g.max_error)
+        return (f"{source}, tabulated by piecewise Chebyshev interpolation in (log q, c); "
+                f"estimated relative interpolation error {error:.1e}")
+
+    @property
+    def error(self) -> float:
+        """The estimated relative error of the evaluations (tables), or of float64 closed forms."""
+        if not self.tabulated:
+            return 1e-15 if self.closed_form else 1e-12
+        tables = (self._table1, self._table_cd, self._table_g)
+        floor = 1e-15 if self.closed_form else 1e-12
+        return max(floor, *(t.max_error for t in tables))
+
+    def one(self, qv) -> np.ndarray:
+        """(V, V′, D, D′) at q > 0: a (4, N) array."""
+        qv = np.asarray(qv, dtype=float).ravel()
+        if not self.tabulated:
+            return np.stack([f(qv) for f in self._one])
+        return self._table1(np.log(qv))
+
+    def cd(self, qv, cv) -> np.ndarray:
+        """C_d(q, c) = E φ′(u)φ′(v)."""
+        qv, cv = np.broadcast_arrays(np.asarray(qv, float).ravel(), np.asarray(cv, float).ravel())
+        if self.tabulated:
+            return self._table_cd(np.log(qv), cv)[0]
+        return self._cd(qv, cv)
+
+    def g(self, qv, cv, derivative: bool = False):
+        """G(q, c) = (V − C)/(1 − c) (G(q, 1) = q D(q)), and ∂G/∂c with ``derivative=True``."""
+        qv, cv = np.broadcast_arrays(np.asarray(qv, float).ravel(), np.asarray(cv, float).ravel())
+        if self.tabulated:
+            t = np.log(qv)
+            value = self._table_g(t, cv)[0]
+            return (value, self._table_g(t, cv, derivative="c")[0]) if derivative else value
+        V, _, D, _ = self.one(qv)
+        one = cv == 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = np.where(one, qv * D, (V - self._c(qv, cv)) / (1 - cv))
+            if not derivative:
+                return value
+            slope = np.where(one, np.nan, (value - qv * self._cd(qv, cv)) / (1 - cv))
+        return value, slope
+
+    def c_numerator(self, qv, cv) -> np.ndarray:
+        """C(q, c) = E φ(u)φ(v) = V(q) − (1 − c) G(q, c)."""
+        qv, cv = np.broadcast_arrays(np.asarray(qv, float).ravel(), np.asarray(cv, float).ravel())
+        if not self.tabulated:
+            return self._c(qv, cv)
+        return self.one(qv)[0] - (1 - cv) * self.g(qv, cv)
+
+
+# --- the variance fixed point -------------------------------------------------------------------
+
+
+def _bracketed_newton(f, lo, hi, x, log_scale: bool, tol: float, max_iter: int = 200):
+    """Newton's method kept inside brackets [lo, hi] with f(lo) > 0 > f(hi) (either order),
+    falling back to bisection (geometric when `log_scale`).  `f(x)` returns (value, slope).
+    Vectorised: every array is 1-D and updated in place where not yet converged."""
+    active = np.arange(x.size)
+    for _ in range(max_iter):
+        if not active.size:
+            break
+        xa = x[active]
+        value, slope = f(xa, active)
+        positive = value > 0
+        lo[active] = np.where(positive, xa, lo[active])
+        hi[active] = np.where(positive, hi[active], xa)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            step = xa - value / slope
+        a, b = np.minimum(lo[active], hi[active]), np.maximum(lo[active], hi[active])
+        bad = ~((step > a) & (step < b))
+        middle = np.sqrt(a * b) if log_scale else (a + b) / 2
+        new = np.where(bad, middle, step)
+        scale = np.abs(new) if log_scale else np.maximum(np.abs(new), 1.0)
+        done = (np.abs(new - xa) <= tol * scale) | (value == 0) | (b - a <= tol * scale)
+        x[active] = np.where(value == 0, xa, new)
+        active = active[~done]
+    if active.size:
+        raise NumericError(f"Newton iteration did not converge at {active.size} points")
+    return x
+
+
+def _expand(F, start, factor_up: bool, limit: float, base: float = 4.0):
+    """From `start` (where F has the sign that moves the iteration up if `factor_up`), step
+    geometrically with growing factors until F changes sign or `limit` is passed.
+    Returns (near, far, found): the bracket [near, far] and where a sign change was found."""
+    near, far = start.copy(), start.copy()
+    found = np.zeros(start.size, bool)
+    active = np.arange(start.size)
+    k = 0
+    while active.size:
+        factor = base ** (2.0**k if k < 9 else 512.0)
+        trial = near[active] * factor if factor_up else near[active] / factor
+        trial = np.minimum(trial, limit) if factor_up else np.maximum(trial, limit)
+        value = F(trial, active)
+        flipped = (value < 0) if factor_up else (value > 0)
+        far[active] = trial
+        found[active] = flipped
+        at_limit = trial == limit
+        keep = ~flipped & ~at_limit
+        near[active[keep]] = trial[keep]
+        active = active[keep]
+        k += 1
+    return near, far, found
+
+
+def solve_q_star(fns: MapFunctions, sw, sb, q0=1.0, guess=None):
+    """q* and the regime-so-far (Q_ZERO, Q_INFINITE, or -1 for a finite positive root) for
+    1-D float arrays sw, sb; `guess` (optional) starts Newton near the answer."""
+    sw, sb, q0 = np.broadcast_arrays(*(np.asarray(v, float).ravel() for v in (sw, sb, q0)))
+    n = sw.size
+    qs = np.full(n, np.nan)
+    flag = np.full(n, -1, np.int8)
+
+    def F(qv, idx):
+        return sw[idx] * fns.one(qv)[0] + sb[idx] - qv
+
+    if guess is not None:
+        todo = _polish_q(fns, sw, sb, np.asarray(guess, float).ravel(), qs)
+    else:
+        todo = np.arange(n)
+    if not todo.size:
+        return qs, flag
+    idx = todo
+    f0 = F(q0[idx], idx)
+    qs[idx[f0 == 0]] = q0[idx[f0 == 0]]
+    for up in (True, False):
+        sel = idx[(f0 > 0) if up else (f0 < 0)]
+        if not sel.size:
+            continue
+        near, far, found = _expand(lambda v, a, sel=sel: F(v, sel[a]), q0[sel], up, Q_MAX if up else Q_MIN)
+        flag[sel[~found]] = Regime.Q_INFINITE if up else Regime.Q_ZERO
+        qs[sel[~found]] = np.inf if up else 0.0
+        ok = sel[found]
+        lo, hi = (near[found], far[found]) if up else (far[found], near[found])  # F(lo) > 0 > F(hi)
+
+        def newton_f(v, a, ok=ok):
+            V, Vq, _, _ = fns.one(v)
+            return sw[ok[a]] * V + sb[ok[a]] - v, sw[ok[a]] * Vq - 1
+
+        qs[ok] = _bracketed_newton(newton_f, lo.copy(), hi.copy(), np.sqrt(lo * hi), True, 4e-16)
+    return qs, flag
+
+
+def _polish_q(fns, sw, sb, guess, qs, steps: int = 3):
+    """Newton from `guess`; points that converge to a stable root (q-map slope < 1) are written
+    to `qs`; the indices of the others are returned for the bracketing solver."""
+    idx = np.flatnonzero(np.isfinite(guess) & (guess > 0))
+    rest = np.setdiff1d(np.arange(sw.size), idx)
+    x = guess[idx]
+    for _ in range(steps):
+        V, Vq, _, _ = fns.one(x)
+        slope = sw[idx] * Vq - 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            step = (sw[idx] * V + sb[idx] - x) / slope
+        x = x - step
+        good = np.isfinite(x) & (x > 0)
+        rest = np.union1d(rest, idx[~good])
+        idx, x, step, slope = idx[good], x[good], step[good], slope[good]
+    converged = (np.abs(step) <= 1e-14 * x) & (slope < 0)
+    qs[idx[converged]] = x[converged]
+    return np.union1d(rest, idx[~converged])
+
+
+# --- the correlation fixed point ------------------------------------------------------------------
+
+
+def solve_c_star(fns: MapFunctions, qs, sw, guess=None):
+    """c* < 1 at chaotic points (σ_w² D(q*) > 1): the largest root of G(q*, c) = q*/σ_w²."""
+    qs, sw = np.broadcast_arrays(np.asarray(qs, float).ravel(), np.asarray(sw, float).ravel())
+    r = qs / sw
+    n = qs.size
+    cs = np.full(n, np.nan)
+    todo = np.arange(n) if guess is None else _polish_c(fns, qs, r, np.asarray(guess, float).ravel(), cs)
+    if not todo.size:
+        return cs
+    h0 = fns.g(qs[todo], 0.0) - r[todo]
+    cs[todo[h0 == 0]] = 0.0
+    lo = np.full(n, np.nan)
+    hi = np.full(n, np.nan)
+    positive = todo[h0 < 0]
+    lo[positive], hi[positive] = 0.0, 1.0
+    negative = todo[h0 > 0]
+    upper = np.zeros(negative.size)
+    pending = np.arange(negative.size)
+    for cut in np.linspace(-0.125, -1.0, 8):  # scan down for the largest sign change
+        if not pending.size:
+            break
+        at = negative[pending]
+        below = fns.g(qs[at], cut) - r[at] <= 0
+        lo[at[below]], hi[at[below]] = cut, upper[pending[below]]
+        upper[pending[~below]] = cut
+        pending = pending[~below]
+    if pending.size:
+        raise NumericError("no correlation fixed point found in [-1, 1): the c-map is not a correlation map")
+    solve = np.concatenate([positive, negative])
+
+    def newton_f(v, a):
+        value, slope = fns.g(qs[solve[a]], v, derivative=True)
+        return r[solve[a]] - value, -slope  # positive below the root, negative above
+
+    cs[solve] = _bracketed_newton(newton_f, lo[solve], hi[solve], (lo[solve] + hi[solve]) / 2, False, 1e-15)
+    return cs
+
+
+def _polish_c(fns, qs, r, guess, cs, steps: int = 3):
+    idx = np.flatnonzero(np.isfinite(guess) & (guess > -1) & (guess < 1))
+    rest = np.setdiff1d(np.arange(qs.size), idx)
+    x = guess[idx]
+    for _ in range(steps):
+        value, slope = fns.g(qs[idx], x, derivative=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            step = (value - r[idx]) / slope
+        x = x - step
+        good = np.isfinite(x) & (x > -1) & (x < 1)
+        rest = np.union1d(rest, idx[~good])
+        idx, x, step, slope = idx[good], x[good], step[good], slope[good]
+    # the largest root: G increases through it and, in [0, 1), it is the only one
+    converged = (np.abs(step) <= 1e-14) & (slope > 0) & (x >= 0)
+    cs[idx[converged]] = x[converged]
+    return np.union1d(rest, idx[~converged])
+
+
+# --- the critical line ------------------------------------------------------------------------------
+
+
+def solve_critical(fns: MapFunctions, sb):
+    """(σ_w², q*) on the critical line χ₁ = 1 at the given σ_b²: the smallest q with
+    B(q) = q − V(q)/D(q) = σ_b², and σ_w² = 1/D(q).  NaN where no q ≤ 1e12 solves it;
+    q* = 0 (σ_w² = 1/D(0⁺)) at σ_b² = 0 when B > 0 from the start."""
+    sb = np.asarray(sb, float).ravel()
+    start = np.full(sb.size, 1e-4)  # small, yet B(q) = O(q^3) stays above the rounding of q − V/D
+
+    def excess(qv, idx):  # σ_b² − B(q): positive below the root
+        V, _, D, _ = fns.one(qv)
+        return sb[idx] - (qv - V / D)
+
+    e0 = excess(start, np.arange(sb.size))
+    qs = np.full(sb.size, np.nan)
+    up, down = np.flatnonzero(e0 > 0), np.flatnonzero((e0 <= 0) & (sb > 0))
+    qs[(e0 <= 0) & (sb == 0)] = 0.0
+    brackets = []
+    if up.size:
+        near, far, found = _expand(lambda v, a: excess(v, up[a]), start[up], True, 1e12)
+        brackets.append((up[found], near[found], far[found]))
+    if down.size:
+        near, far, found = _expand(lambda v, a: excess(v, down[a]), start[down], False, 1e-30)
+        qs[down[~found]] = 0.0
+        brackets.append((down[found], far[found], near[found]))
+    for ok, lo, hi in brackets:
+
+        def newton_f(v, a, ok=ok):
+            V, Vq, D, Dq = fns.one(v)
+            return sb[ok[a]] - (v - V / D), (Vq * D - V * Dq) / D**2 - 1
+
+        qs[ok] = _bracketed_newton(newton_f, lo.copy(), hi.copy(), np.sqrt(lo * hi), True, 4e-16)
+    sw = np.full(sb.size, np.nan)
+    finite = np.isfinite(qs)
+    sw[finite] = 1 / fns.one(np.maximum(qs[finite], Q_MIN))[2]
+    return sw, qs
+
+
+# --- at any precision -------------------------------------------------------------------------------
+
+
+class MpFunctions:
+    """The same expectations at `dps` digits: closed forms through mpmath, integrals through
+    :func:`derive.quadrature.mp_expectation` (slow in 2-D)."""
+
+    def __init__(self, expressions: dict, dps: int):
+        self.dps = dps
+        self._f = {k: self._compile(e) for k, e in expressions.items()}
+
+    def _compile(self, expr):
+        if not expr.has(GaussianExpectation):
+            f = sp.lambdify((q, c), expr, "mpmath")
+            return lambda qv, cv=0: mp.mpf(f(qv, cv))
+        work = self.dps + 10
+
+        def evaluate(qv, cv=0):
+            point = {s: sp.Float(mp.nstr(v, work + 5), work + 5) for s, v in ((q, qv), (c, cv))}
+            value = expr.xreplace(point).evalf(work)
+            return mp.mpf(str(value))
+
+        return evaluate
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["_f"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def g(self, qv, cv):
+        if cv == 1:
+            return qv * self.D(qv)
+        return (self.V(qv) - self.C(qv, cv)) / (1 - cv)
+
+
+def mp_root(f, x0, dps: int):
+    """A root of f near x0 (secant method) at `dps` digits, checked to have converged."""
+    with mp.workdps(dps + 10):
+        x0 = mp.mpf(x0)
+        x1 = x0 * (1 + mp.mpf(10) ** -7) if x0 else mp.mpf(10) ** -7
+        root = mp.findroot(f, (x0, x1), solver="secant", tol=mp.mpf(10) ** (-2 * dps - 10), maxsteps=60)
+        if abs(f(root)) > mp.mpf(10) ** (-dps - 2) * max(1, abs(root)):
+            raise NumericError(f"the root at {dps} digits did not converge (residual {f(root)})")
+    return root
