@@ -169,21 +169,22 @@ def tidy(expr: sp.Expr) -> sp.Expr:
     keeping the orthant factor π − arccos c whole."""
     if not expr.has(sp.erf, sp.erfc):
         return sp.factor_terms(expr)
-    whole = {}
+    names: dict = {}
 
     def keep(node):
-        whole[sp.Dummy()] = node
-        return next(reversed(whole))
+        return names.setdefault(node, sp.Dummy())
 
-    expanded = sp.expand(expr.replace(_is_orthant, keep))
-    atoms = sorted((a for a in expanded.atoms(sp.erf, sp.erfc, sp.exp, sp.Dummy) if a.free_symbols),
-                   key=sp.default_sort_key)
-    parts = sp.collect(expanded, atoms, evaluate=False)
+    kept = expr.replace(_is_orthant, keep).replace(_is_atom, keep)
+    parts = sp.collect(sp.expand(kept), list(names.values()), evaluate=False)
     collected = sp.Add(*(sp.factor_terms(v) * k for k, v in parts.items()))
-    return sp.factor_terms(collected).xreplace(whole)
+    return sp.factor_terms(collected).xreplace({d: node for node, d in names.items()})
 
 
 def _is_orthant(node) -> bool:
     """π − arccos(ρ)."""
     return (isinstance(node, sp.Add) and len(node.args) == 2 and sp.pi in node.args
-            and any(-a == sp.acos(*(-a).args) for a in node.args if isinstance(-a, sp.acos)))
+            and any(isinstance(-a, sp.acos) for a in node.args))
+
+
+def _is_atom(node) -> bool:
+    return isinstance(node, (sp.erf, sp.erfc, sp.exp, sp.asin, sp.acos)) and bool(node.free_symbols)

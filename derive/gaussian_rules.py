@@ -295,15 +295,15 @@ def _sign_moment(factors: list, g: Gaussian) -> sp.Expr | None:
         return sp.S.One
     if len(factors) == 1:
         f, o, noise = factors[0]
-        return sp.erf(o / sp.sqrt(2 * g.cov(f, f) + 2 * noise))
+        return sp.erf(o / sp.sqrt(sp.factor(2 * g.cov(f, f) + 2 * noise)))
     if any(o != 0 for _, o, _ in factors):
         return None
     if len(factors) % 2:
         return ZERO
     if len(factors) == 2:
         (f1, _, n1), (f2, _, n2) = factors
-        scale = sp.sqrt(2 * g.cov(f1, f1) + 2 * n1) * sp.sqrt(2 * g.cov(f2, f2) + 2 * n2)
-        return 2 / sp.pi * sp.asin(2 * g.cov(f1, f2) / scale)
+        scale = sp.sqrt(sp.factor(2 * g.cov(f1, f1) + 2 * n1) * sp.factor(2 * g.cov(f2, f2) + 2 * n2))
+        return 2 / sp.pi * sp.asin(sp.factor(2 * g.cov(f1, f2)) / scale)
     return None
 
 
