@@ -36,6 +36,7 @@ _LAZY = {
     "Dense": "derive.layers",
     "serial": "derive.layers",
     "repeat": "derive.layers",
+    "MeanField": "derive.meanfield",
 }
 
 __all__ = [

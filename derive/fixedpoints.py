@@ -145,9 +145,10 @@ class MapFunctions:
         """G(q, c) = (V − C)/(1 − c) (G(q, 1) = q D(q)), and ∂G/∂c with ``derivative=True``."""
         qv, cv = np.broadcast_arrays(np.asarray(qv, float).ravel(), np.asarray(cv, float).ravel())
         if self.tabulated:
-            t = np.log(qv)
-            value = self._table_g(t, cv)[0]
-            return (value, self._table_g(t, cv, derivative="c")[0]) if derivative else value
+            if derivative:
+                value, slope = self._table_g.with_slope(np.log(qv), cv)
+                return value[0], slope[0]
+            return self._table_g(np.log(qv), cv)[0]
         V, _, D, _ = self.one(qv)
         one = cv == 1
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -156,6 +157,10 @@ class MapFunctions:
                 return value
             slope = np.where(one, np.nan, (value - qv * self._cd(qv, cv)) / (1 - cv))
         return value, slope
+
+    def g_slices(self, qv, cv):
+        """G(q, ·) near c as per-point polynomials (tabulated activations only), or None."""
+        return self._table_g.slices(np.log(qv), cv) if self.tabulated else None
 
     def c_numerator(self, qv, cv) -> np.ndarray:
         """C(q, c) = E φ(u)φ(v) = V(q) − (1 − c) G(q, c)."""
@@ -258,24 +263,28 @@ def solve_q_star(fns: MapFunctions, sw, sb, q0=1.0, guess=None):
     return qs, flag
 
 
-def _polish_q(fns, sw, sb, guess, qs, steps: int = 3):
-    """Newton from `guess`; points that converge to a stable root (q-map slope < 1) are written
-    to `qs`; the indices of the others are returned for the bracketing solver."""
-    idx = np.flatnonzero(np.isfinite(guess) & (guess > 0))
-    rest = np.setdiff1d(np.arange(sw.size), idx)
-    x = guess[idx]
+def _polish_q(fns, sw, sb, guess, qs, steps: int = 4):
+    """Newton from `guess`; a point is accepted once its step is below 1e-9 q (quadratic
+    convergence leaves an error ~1e-18 q) at a stable root (q-map slope < 1) and written to
+    `qs`.  The indices of the others are returned for the bracketing solver."""
+    todo = np.flatnonzero(np.isfinite(guess) & (guess > 0))
+    failed = np.ones(sw.size, bool)
+    x = guess[todo]
     for _ in range(steps):
+        if not todo.size:
+            break
         V, Vq, _, _ = fns.one(x)
-        slope = sw[idx] * Vq - 1
+        slope = sw[todo] * Vq - 1
         with np.errstate(invalid="ignore", divide="ignore"):
-            step = (sw[idx] * V + sb[idx] - x) / slope
+            step = (sw[todo] * V + sb[todo] - x) / slope
         x = x - step
         good = np.isfinite(x) & (x > 0)
-        rest = np.union1d(rest, idx[~good])
-        idx, x, step, slope = idx[good], x[good], step[good], slope[good]
-    converged = (np.abs(step) <= 1e-14 * x) & (slope < 0)
-    qs[idx[converged]] = x[converged]
-    return np.union1d(rest, idx[~converged])
+        done = good & (np.abs(step) <= 1e-9 * x) & (slope < 0)
+        qs[todo[done]] = x[done]
+        failed[todo[done]] = False
+        keep = good & ~done
+        todo, x = todo[keep], x[keep]
+    return np.flatnonzero(failed)
 
 
 # --- the correlation fixed point ------------------------------------------------------------------
@@ -319,22 +328,37 @@ def solve_c_star(fns: MapFunctions, qs, sw, guess=None):
     return cs
 
 
-def _polish_c(fns, qs, r, guess, cs, steps: int = 3):
-    idx = np.flatnonzero(np.isfinite(guess) & (guess > -1) & (guess < 1))
-    rest = np.setdiff1d(np.arange(qs.size), idx)
-    x = guess[idx]
-    for _ in range(steps):
-        value, slope = fns.g(qs[idx], x, derivative=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            step = (value - r[idx]) / slope
-        x = x - step
-        good = np.isfinite(x) & (x > -1) & (x < 1)
-        rest = np.union1d(rest, idx[~good])
-        idx, x, step, slope = idx[good], x[good], step[good], slope[good]
-    # the largest root: G increases through it and, in [0, 1), it is the only one
-    converged = (np.abs(step) <= 1e-14) & (slope > 0) & (x >= 0)
-    cs[idx[converged]] = x[converged]
-    return np.union1d(rest, idx[~converged])
+def _polish_c(fns, qs, r, guess, cs, steps: int = 4, chunk: int = 65536):
+    """Newton from `guess` on G(q*, c) = r in c, accepting a point once its step is below 1e-9
+    at a root in [0, 1) where G increases (there the root is unique, hence the largest).  Points
+    that fail (or leave their table patch) are returned for the bracketing solver."""
+    failed = np.ones(qs.size, bool)
+    candidates = np.flatnonzero(np.isfinite(guess) & (guess >= 0) & (guess < 1))
+    for start in range(0, candidates.size, chunk):
+        todo = candidates[start:start + chunk]
+        slices = fns.g_slices(qs[todo], guess[todo])
+        local = np.arange(todo.size)
+        x = guess[todo]
+        for _ in range(steps):
+            if not todo.size:
+                break
+            if slices is None:
+                value, slope = fns.g(qs[todo], x, derivative=True)
+                inside = np.ones(todo.size, bool)
+            else:
+                value, slope, inside = slices(x, local)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                step = (value - r[todo]) / slope
+            x = x - step
+            good = inside & np.isfinite(x) & (x >= 0) & (x < 1)
+            if slices is not None:
+                good &= (x >= slices.lo[local]) & (x <= slices.hi[local])
+            done = good & (np.abs(step) <= 1e-9) & (slope > 0)
+            cs[todo[done]] = x[done]
+            failed[todo[done]] = False
+            keep = good & ~done
+            todo, x, local = todo[keep], x[keep], local[keep]
+    return np.flatnonzero(failed)
 
 
 # --- the critical line ------------------------------------------------------------------------------

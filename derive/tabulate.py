@@ -263,45 +263,84 @@ class Table2D:
             self._columns[k] = _Column(k * self.width, (k + 1) * self.width, 1.0, [], np.empty(0))
         return self._columns[k]
 
-    def _evaluate(self, t, c, which: str, derivative: str | None) -> np.ndarray:
-        t = np.asarray(t, dtype=float).ravel()
-        c = np.asarray(c, dtype=float).ravel()
+    def _locate(self, t: np.ndarray, c: np.ndarray):
+        """(column, patch, positions) for the points (t, c), building what is missing."""
         if not (np.all(np.isfinite(t)) and np.all(np.abs(c) <= 1)):
             raise NumericError("table evaluated outside t finite, |c| <= 1")
-        out = np.empty((self.size, t.size))
         for k, where in _groups(np.floor(t / self.width).astype(np.int64)):
             col = self._column(k)
             cw = c[where]
             if cw.min() < col.bottom:
                 self._extend(col, cw.min())
             index = len(col.patches) - np.searchsorted(col.lows, cw, side="right")
-            index = np.clip(index, 0, len(col.patches) - 1)
-            for j, sub in _groups(index):
-                p = col.patches[j]
-                at = where[sub]
-                out[:, at] = self._patch_values(col, p, t[at], c[at], which, derivative)
-        return out
+            for j, sub in _groups(np.clip(index, 0, len(col.patches) - 1)):
+                yield col, col.patches[j], where[sub]
 
-    def _patch_values(self, col, p, t, c, which, derivative):
-        hx, hy = (col.hi - col.lo) / 2, (p.hi - p.lo) / 2
-        coef = p.coef if which == "value" else p.icoef
+    @staticmethod
+    def _rows(col: _Column, coef: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The coefficients in c (m, ny, len(t)) of the patch's series at the points t."""
+        hx = (col.hi - col.lo) / 2
         m, nx, ny = coef.shape
-        flat = coef.transpose(0, 2, 1).reshape(m * ny, nx)
-        out = np.empty((m, t.size))
-        for part in _chunks(t.size):
-            Tx = basis((t[part] - (col.lo + hx)) / hx, nx, derivative == "t")
-            Ty = basis((c[part] - (p.lo + hy)) / hy, ny, derivative == "c")
-            B = (flat @ Tx).reshape(m, ny, -1)
-            out[:, part] = np.einsum("mjn,jn->mn", B, Ty)
-        scale = {"t": hx, "c": hy}.get(derivative, 1.0)
-        return out / scale if derivative else out
+        Tx = basis((t - (col.lo + hx)) / hx, nx)
+        return (coef.transpose(0, 2, 1).reshape(m * ny, nx) @ Tx).reshape(m, ny, -1)
 
-    def __call__(self, t, c, derivative: str | None = None) -> np.ndarray:
-        """The m functions (or their derivative in "t" or "c") at the points: an (m, N) array."""
-        return self._evaluate(t, c, "value", derivative)
+    def _evaluate(self, t, c, which: str, slope: bool):
+        t, c = np.asarray(t, dtype=float).ravel(), np.asarray(c, dtype=float).ravel()
+        out = np.empty((self.size, t.size))
+        dout = np.empty((self.size, t.size)) if slope else None
+        for col, p, at in self._locate(t, c):
+            coef = p.coef if which == "value" else p.icoef
+            hy = (p.hi - p.lo) / 2
+            for part in _chunks(at.size):
+                idx = at[part]
+                B = self._rows(col, coef, t[idx])
+                s = (c[idx] - (p.lo + hy)) / hy
+                out[:, idx] = np.einsum("mjn,jn->mn", B, basis(s, B.shape[1]))
+                if slope:
+                    dout[:, idx] = np.einsum("mjn,jn->mn", B, basis(s, B.shape[1], True)) / hy
+        return (out, dout) if slope else out
+
+    def __call__(self, t, c) -> np.ndarray:
+        """The m functions at the points (t, c): an (m, N) array."""
+        return self._evaluate(t, c, "value", False)
+
+    def with_slope(self, t, c) -> tuple[np.ndarray, np.ndarray]:
+        """The m functions and their c-derivatives at the points: two (m, N) arrays."""
+        return self._evaluate(t, c, "value", True)
 
     def integral(self, t, c) -> np.ndarray:
         """∫_c^1 f(t, c′) dc′ for each of the m functions: an (m, N) array."""
         if not self.with_integral:
             raise NumericError("this table was built without integral=True")
-        return self._evaluate(t, c, "integral", None)
+        return self._evaluate(t, c, "integral", False)
+
+    def slices(self, t, c) -> Slices:
+        """The functions at fixed t as polynomials in c on the patches holding the points (t, c):
+        Newton's method in c at fixed t then costs O(ny) per point and step."""
+        t, c = np.asarray(t, dtype=float).ravel(), np.asarray(c, dtype=float).ravel()
+        rows = np.empty((self.size, self.ny, t.size))
+        lo, hi = np.empty(t.size), np.empty(t.size)
+        for col, p, at in self._locate(t, c):
+            rows[:, :, at] = self._rows(col, p.coef, t[at])
+            lo[at], hi[at] = p.lo, p.hi
+        return Slices(rows, lo, hi)
+
+
+@dataclass(frozen=True)
+class Slices:
+    """Per-point polynomials in c (see :meth:`Table2D.slices`), valid for lo <= c <= hi."""
+
+    rows: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def __call__(self, c, index=slice(None)):
+        """(values, c-derivatives, inside) of the first function at c for the points `index`."""
+        lo, hi = self.lo[index], self.hi[index]
+        inside = (c >= lo) & (c <= hi)
+        half = (hi - lo) / 2
+        s = np.clip((c - lo - half) / half, -1, 1)
+        rows = self.rows[0][:, index]
+        value = np.einsum("jn,jn->n", rows, basis(s, rows.shape[0]))
+        slope = np.einsum("jn,jn->n", rows, basis(s, rows.shape[0], True)) / half
+        return value, slope, inside
