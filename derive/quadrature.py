@@ -128,7 +128,7 @@ def mp_expectation(body: sp.Expr, variables: tuple, parameters: tuple, dps: int 
 
 _L = 10.5
 _W = 1.5
-_ORDERS = (20, 12)
+_ORDERS = (16, 12)
 _SMALLEST = 1e-15
 _REFINEMENTS = 2
 _CHUNK_NODES = 4_000_000
