@@ -82,19 +82,41 @@ def _degenerate(normal, variables, variances, zero) -> sp.Expr | None:
 def _derive(normal, variables, g: Gaussian) -> sp.Expr | None:
     terms = integrand_terms(normal, variables)
     kept = _without_coincident_deltas(terms, variables)
-    bounded = any(t.steps for t in terms)
     try:
         values = [expectation(t, g) for t in kept]
     except TailDivergence:
-        if bounded:  # steps may cut the divergent tails off: leave it to quadrature
-            return None
-        raise
+        if _divergence_is_certain(terms, variables):
+            raise
+        return None  # steps or erfc may tame the growing factor: leave it to quadrature
     if any(v is None for v in values):
         return None
     result = sp.Add(*values)
-    if bounded and result.has(sp.Piecewise):
-        return None
+    if result.has(sp.Piecewise):
+        return _convergent_where(result) if _divergence_is_certain(terms, variables) else None
     return tidy(result)
+
+
+def _divergence_is_certain(terms: list[Term], variables: tuple) -> bool:
+    """Whether each group of terms sharing a growing factor e^{XᵀAX + b·X} surely diverges
+    where the factor beats the density: the group has no steps (which may cut the tails off,
+    e.g. e^{x²}1{|x|<1}) and no erf (erfc decays like a Gaussian), and does not sum to 0."""
+    groups: dict = {}
+    for t in terms:
+        if t.has_exp and not all(a.is_nonpositive for a in t.quad[::2]):
+            groups.setdefault((t.quad, t.lin), []).append(t)
+    return all(not any(t.steps or t.erfs for t in group)
+               and sp.expand(sp.Add(*(t.as_expr(variables) for t in group))) != 0
+               for group in groups.values())
+
+
+def _convergent_where(result: sp.Expr) -> sp.Piecewise:
+    """One Piecewise((value, all convergence conditions), (±oo or nan, True)) from the
+    Piecewise((value, condition), (divergent value, True)) of each Gaussian factor."""
+    pieces = result.atoms(sp.Piecewise)
+    value = result.xreplace({p: p.args[0][0] for p in pieces})
+    fallbacks = {p.args[1][0] for p in pieces}
+    fallback = fallbacks.pop() if len(fallbacks) == 1 else sp.nan
+    return sp.Piecewise((tidy(value), sp.And(*(p.args[0][1] for p in pieces))), (fallback, True))
 
 
 def integrand_terms(normal: sp.Expr, variables: tuple) -> list[Term]:

@@ -191,25 +191,22 @@ def _along_delta(rest: Term, g: Gaussian, i: int, t, xi) -> sp.Expr | None:
         return coef * sp.Mul(*(kind(f[0] * xi + p) for kind, f, p in rest.trig),
                              *(sp.erf(f[0] * xi + o) for f, o in rest.erfs))
     j = 1 - i
-    rho = g.entry(i, j) / g.variances[i]
-    mean = rho * xi
-    through = lambda f: f[i] * xi + f[j] * mean  # noqa: E731  (form · X at Xⱼ = mean)
     erfs = []
     for f, o in rest.erfs:
         if f[j] == 0:
             coef *= sp.erf(f[i] * xi + o)
         else:
-            erfs.append(((f[j],), o + through(f)))
+            erfs.append(((f[j],), o + f[i] * xi))
     if any(_axis(f) != j for f, _, _ in rest.deltas):
         return None
     one = (sp.S.One,)
-    conditional = Term(coef, (rest.powers[j],), (ZERO,), (ZERO,),
-                       tuple((kind, (f[j],), p + through(f)) for kind, f, p in rest.trig),
-                       tuple(erfs),
-                       tuple((one, s - mean) for f, s in rest.steps if _axis(f) == j),
-                       tuple((one, s - mean, n) for f, s, n in rest.deltas))
-    law = Gaussian((g.variances[j] * (1 - g.corr**2),))
-    return _sum(expectation(u, law) for u in shifted(conditional, (mean,)))
+    in_j = Term(coef, (rest.powers[j],), (ZERO,), (ZERO,),  # rest as a function of Xⱼ alone
+                tuple((kind, (f[j],), p + f[i] * xi) for kind, f, p in rest.trig), tuple(erfs),
+                tuple((one, s) for f, s in rest.steps if _axis(f) == j),
+                tuple((one, s, n) for _, s, n in rest.deltas))
+    law = Gaussian((g.variances[j] * (1 - g.corr**2),))  # Xⱼ | Xᵢ=ξ ~ N(Σⱼᵢ ξ/Σᵢᵢ, law)
+    mean = g.entry(i, j) / g.variances[i] * xi
+    return _sum(expectation(u, law) for u in shifted(in_j, (mean,)))
 
 
 # --- 3. moments and Stein's lemma -----------------------------------------------------------
