@@ -36,6 +36,9 @@ _LAZY = {
     "Dense": "derive.layers",
     "serial": "derive.layers",
     "repeat": "derive.layers",
+    "Residual": "derive.layers",
+    "Dropout": "derive.layers",
+    "LayerNorm": "derive.layers",
     "MeanField": "derive.meanfield",
 }
 

@@ -1,0 +1,301 @@
+r"""NNGP and NTK Gram matrices of a network, in float64 for many inputs and in mpmath for two.
+
+The network's layers (:mod:`derive.layers`) state their maps once; here they are evaluated
+on numbers.  The input state is K⁰ = X Xᵀ/d, Θ⁰ = 0, so a first ``Dense(σ_w², σ_b²)`` gives
+Σ¹ = σ_w² x·x′/d + σ_b² and Θ¹ = Σ¹, and every later layer follows the NTK parametrisation
+of neural-tangents' ``stax`` (Jacot et al. 2018; Arora et al. 2019; Novak et al. 2020):
+
+    Σ^{l+1} = σ_w² E φ(u)φ(v) + σ_b²,   Θ^{l+1} = Σ^{l+1} + σ_w² E φ′(u)φ′(v) Θ^l.
+
+Activation layers use the closed forms of :func:`derive.expect2` where they exist (the
+arc-cosine kernel of ReLU, the arcsine kernel of erf, GELU, ...) and the numerical routes of
+:mod:`derive.dual` otherwise; the result records which (:attr:`Gram.method`).  The diagonal of
+a Gram is each input with itself (one forward pass: with dropout, the same mask); the
+off-diagonal entries are pairs of inputs.
+
+>>> import numpy as np, derive
+>>> net = derive.serial(derive.Dense(2, 0), derive.activation("relu"), derive.Dense(2, 0))
+>>> X = np.array([[1.0, 0.0], [0.0, 1.0]])
+>>> K = net.nngp(X)
+>>> K.method
+'relu: closed form'
+>>> np.asarray(K)  # orthogonal inputs: 2·q/2 = 1 on the diagonal, 2·1/(2π) = 1/π off it
+array([[1.        , 0.31830989],
+       [0.31830989, 1.        ]])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mpmath as mp
+import numpy as np
+import sympy as sp
+
+from derive.dual import dual_kernel
+from derive.errors import DomainError, NumericError
+from derive.layers import KernelState, Kind
+from derive.symbols import c, q, q1, q2
+
+__all__ = ["Gram", "Kernels", "PairKernels", "kernels", "kernels_mp"]
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Gram:
+    """A Gram matrix (read-only float64) and how it was obtained.
+
+    ``np.asarray(gram)`` is the matrix.  `error` is the largest truncation-error bound of any
+    numerical activation layer, relative to √(K_aa K_bb) of that layer's kernel (0 for closed
+    forms, whose error is float64 rounding only).
+    """
+
+    name: str
+    matrix: np.ndarray
+    method: str
+    error: float = 0.0
+
+    def __post_init__(self):
+        self.matrix.setflags(write=False)
+
+    def __array__(self, dtype=None, copy=None):
+        if copy:
+            return np.array(self.matrix, dtype=dtype)
+        return self.matrix if dtype is None else self.matrix.astype(dtype)
+
+    @property
+    def shape(self) -> tuple:
+        return self.matrix.shape
+
+    def __repr__(self) -> str:
+        return f"Gram({self.name}, shape={self.shape}, method={self.method!r}, error<={self.error:.1e})"
+
+
+@dataclass(frozen=True, eq=False)
+class Kernels:
+    """The NNGP and NTK Gram matrices of one evaluation."""
+
+    nngp: Gram
+    ntk: Gram | None
+
+    @property
+    def method(self) -> str:
+        return self.nngp.method
+
+
+@dataclass(frozen=True)
+class PairKernels:
+    """NNGP and NTK of two inputs at `dps` digits: 2×2 mpmath matrices [[x·x, x·x′], [x′·x, x′·x′]]."""
+
+    nngp: mp.matrix = field(repr=False)
+    ntk: mp.matrix = field(repr=False)
+    dps: int
+    method: str
+
+    def __repr__(self) -> str:
+        with mp.workdps(self.dps):
+            show = lambda m: [[mp.nstr(m[i, j], 12) for j in range(2)] for i in range(2)]  # noqa: E731
+            return f"PairKernels(nngp={show(self.nngp)}, ntk={show(self.ntk)}, dps={self.dps})"
+
+
+# --- float64 ------------------------------------------------------------------------------------
+
+
+class Float64Algebra:
+    """Layer formulas on float64 arrays: k11 (n, 1), k22 (1, n), k12 (n, n) (likewise t, chi (n, 1))."""
+
+    name = "float64"
+
+    def __init__(self, tol: float, with_ntk: bool):
+        self.tol, self.with_ntk = tol, with_ntk
+        self.methods: dict[str, str] = {}
+        self.error = 0.0
+
+    def const(self, value: sp.Expr) -> float:
+        if not value.is_number:
+            raise DomainError(f"the network has a symbolic parameter {value}; substitute numbers "
+                              "(e.g. Dense(2.0, 0.1)) before computing Gram matrices")
+        number = float(value)
+        if not np.isfinite(number):
+            raise DomainError(f"parameter {value} is not finite")
+        return number
+
+    def sqrt(self, value):
+        return np.sqrt(value)
+
+    def activation(self, act, s: KernelState) -> KernelState:
+        dual = dual_kernel(act)
+        self.methods[act.name] = dual.method
+        den = np.sqrt(s.k11 * s.k22)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.where(den > 0, s.k12 / np.where(den > 0, den, 1.0), 0.0)
+        corr = np.clip(corr, -1.0, 1.0)
+        k11, k22 = dual.one(s.k11), dual.one(s.k22)
+        k12, error = dual.two(s.k11, s.k22, corr, False, self.tol)
+        self.error = max(self.error, error)
+        if not self.with_ntk:
+            return KernelState(k11, k22, k12, s.t11, s.t22, s.t12, s.chi)
+        d11, d22 = dual.one(s.k11, True), dual.one(s.k22, True)
+        dd12, error = dual.two(s.k11, s.k22, corr, True, self.tol)
+        self.error = max(self.error, error)
+        return KernelState(k11, k22, k12, s.t11 * d11, s.t22 * d22, s.t12 * dd12, s.chi * d11)
+
+    @property
+    def method(self) -> str:
+        if not self.methods:
+            return "no activation: linear algebra only"
+        return "; ".join(f"{name}: {how}" for name, how in self.methods.items())
+
+
+def _inputs(X) -> np.ndarray:
+    try:
+        X = np.array(X, dtype=float)
+    except (TypeError, ValueError):
+        raise DomainError("X must be an array of numbers, one input per row") from None
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise DomainError(f"X must be a 2-D array (n inputs × d features) with n, d >= 1; got shape "
+                          f"{X.shape}. For one input use X[None, :]")
+    if not np.all(np.isfinite(X)):
+        rows = np.flatnonzero(~np.all(np.isfinite(X), axis=1))[:5].tolist()
+        raise DomainError(f"X has non-finite entries (NaN or inf) in rows {rows}")
+    return X
+
+
+def _check_network(net) -> None:
+    from derive.layers import as_layer
+
+    as_layer(net).kind(Kind.DATA)
+
+
+def kernels(net, X, *, tol: float = 1e-12, ntk: bool = True) -> Kernels:
+    """NNGP (and NTK) Gram matrices of the rows of X (n × d) through `net`.
+
+    `tol` bounds the truncation error of numerical activation layers per layer, relative to
+    the layer's √(K_aa K_bb).  Raises :class:`DomainError` for a network that starts with
+    an activation (its input must first pass a Dense layer) or X of the wrong shape.
+    """
+    X = _inputs(X)
+    _check_network(net)
+    if not (0 < tol < 1):
+        raise DomainError(f"tol = {tol} must lie in (0, 1)")
+    n, d = X.shape
+    K0 = X @ X.T / d
+    diag = np.diag(K0).copy()
+    zeros = np.zeros((n, n))
+    state = KernelState(diag[:, None], diag[None, :], K0, zeros[:, :1], zeros[:1, :], zeros,
+                        np.ones((n, 1)))
+    algebra = Float64Algebra(tol, ntk)
+    with np.errstate(over="raise"):
+        try:
+            out = net.apply(state, algebra)
+        except FloatingPointError:
+            raise NumericError("overflow while propagating the kernels: the variances grow without "
+                               "bound through this network (reduce sigma_w2 or the depth)") from None
+    nngp = _assemble(out.k12, out.k11, n)
+    method = algebra.method
+    grams = [Gram("NNGP", nngp, method, algebra.error)]
+    if ntk:
+        grams.append(Gram("NTK", _assemble(out.t12, out.t11, n), method, algebra.error))
+    else:
+        grams.append(None)
+    for gram in grams:
+        if gram is not None and not np.all(np.isfinite(gram.matrix)):
+            raise NumericError(f"the {gram.name} Gram has non-finite entries ({method})")
+    return Kernels(*grams)
+
+
+def _assemble(off: np.ndarray, diag: np.ndarray, n: int) -> np.ndarray:
+    """The Gram: off-diagonal entries from the pair map, the diagonal from the single-input map."""
+    out = np.array(np.broadcast_to(off, (n, n)), dtype=float)
+    np.fill_diagonal(out, np.broadcast_to(diag, (n, 1))[:, 0])
+    return (out + out.T) / 2
+
+
+# --- mpmath ---------------------------------------------------------------------------------
+
+
+class MpAlgebra:
+    """Layer formulas on SymPy Floats at `dps` digits; activations by substituting numbers into
+    the dual kernel's forms (closed forms evaluate directly, integrals by mpmath quadrature)."""
+
+    name = "mpmath"
+
+    def __init__(self, dps: int):
+        self.dps = dps
+        self.prec = dps + 10
+        self.methods: dict[str, str] = {}
+
+    def number(self, value) -> sp.Float:
+        out = sp.sympify(value).evalf(self.prec)
+        if not out.is_number:
+            raise DomainError(f"the network has a symbolic parameter in {value}; substitute numbers")
+        return sp.Float(out, self.prec)
+
+    def const(self, value: sp.Expr) -> sp.Float:
+        return self.number(value)
+
+    def sqrt(self, value):
+        return self.number(sp.sqrt(value))
+
+    def activation(self, act, s: KernelState) -> KernelState:
+        dual = dual_kernel(act)
+        self.methods[act.name] = "closed form" if all(dual.closed(n) for n in dual.forms) else \
+            "closed form where derived, mpmath quadrature otherwise"
+        forms = dual.forms
+        corr = s.k12 / sp.sqrt(s.k11 * s.k22) if (s.k11 * s.k22) != 0 else sp.S.Zero
+        corr = max(min(self.number(corr), sp.S.One), -sp.S.One)
+
+        def one(name, v):
+            return self.number(forms[name].xreplace({q: v}))
+
+        def two(name):
+            return self.number(forms[name].xreplace({q1: s.k11, q2: s.k22, c: corr}))
+
+        d11 = one("D", s.k11)
+        return KernelState(one("V", s.k11), one("V", s.k22), two("C"), s.t11 * d11,
+                           s.t22 * one("D", s.k22), s.t12 * two("Cd"), s.chi * d11)
+
+
+def kernels_mp(net, x1, x2, dps: int = 30) -> PairKernels:
+    """NNGP and NTK of two inputs at `dps` significant digits (mpmath).
+
+    Closed-form layers cost nothing; numerical ones evaluate their defining integrals by
+    mpmath quadrature (slow for 2-D integrals: seconds to minutes per layer at 30 digits).
+    """
+    if not isinstance(dps, int) or dps < 15:
+        raise DomainError(f"dps = {dps!r} must be an integer >= 15")
+    a, b = _mp_vector(x1), _mp_vector(x2)
+    if len(a) != len(b):
+        raise DomainError(f"x1 and x2 have different lengths ({len(a)} and {len(b)})")
+    _check_network(net)
+    algebra = MpAlgebra(dps)
+    d = len(a)
+    with mp.workdps(algebra.prec):
+        k11, k22, k12 = (algebra.number(sp.Float(mp.fsum(ui * vi for ui, vi in zip(u, v, strict=True)) / d,
+                                                 algebra.prec))
+                         for u, v in ((a, a), (b, b), (a, b)))
+    zero, one = sp.Float(0, algebra.prec), sp.Float(1, algebra.prec)
+    out = net.apply(KernelState(k11, k22, k12, zero, zero, zero, one), algebra)
+    with mp.workdps(dps):
+        as_mp = lambda v: +mp.mpf(sp.Float(v, algebra.prec)._mpf_)  # noqa: E731
+        nngp = mp.matrix([[as_mp(out.k11), as_mp(out.k12)], [as_mp(out.k12), as_mp(out.k22)]])
+        ntk = mp.matrix([[as_mp(out.t11), as_mp(out.t12)], [as_mp(out.t12), as_mp(out.t22)]])
+    method = "; ".join(f"{k}: {v}" for k, v in algebra.methods.items()) or "no activation"
+    return PairKernels(nngp, ntk, dps, method)
+
+
+def _mp_vector(v) -> list:
+    if isinstance(v, str):
+        raise DomainError("an input must be a sequence of numbers, not a string")
+    items = list(np.atleast_1d(np.asarray(v, dtype=object)).ravel())
+    if not items:
+        raise DomainError("an input must have at least one feature")
+    out = []
+    for item in items:
+        value = sp.sympify(item) if not isinstance(item, sp.Basic) else item
+        if not value.is_number or value.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or value.is_real is False:
+            raise DomainError(f"input entry {item!r} is not a finite real number")
+        out.append(mp.mpf(sp.Float(value, 60)._mpf_) if not isinstance(item, mp.mpf) else item)
+    return out
