@@ -27,12 +27,85 @@ def _cmd_report(args) -> int:
     return 1 if report.failures else 0
 
 
+def _cmd_critical_line(args) -> int:
+    import json
+
+    import mpmath as mp
+
+    from derive.errors import NoFixedPointError
+    from derive.meanfield import MeanField
+
+    mf = MeanField(args.activation)
+    line = mf.critical_line()
+    result = line.as_dict()
+    if args.sigma_b2 is not None:
+        point = mf.critical_point(args.sigma_b2, dps=args.dps)
+        if not mp.isfinite(point.sigma_w2):
+            raise NoFixedPointError(line.no_point_message(args.sigma_b2))
+        digits = args.dps or 15
+        result["at"] = {"sigma_b2": args.sigma_b2, "sigma_w2": _number(point.sigma_w2, digits),
+                        "q_star": _number(point.q_star, digits), "method": point.method}
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{result['activation']}: critical line chi_1 = 1 ({result['kind']}; {result['method']})")
+    print(f"  {result['explanation']}")
+    for key in ("equation", "sigma_w2_of_q", "sigma_b2_of_q"):
+        if result[key] is not None:
+            print(f"  {key}: {result[key]}")
+    if "at" in result:
+        at = result["at"]
+        print(f"  at sigma_b2 = {at['sigma_b2']}: sigma_w2 = {at['sigma_w2']}, q* = {at['q_star']}")
+    return 0
+
+
+def _number(value, digits: int):
+    """A float for JSON, or a decimal string when more digits than a float holds were asked for."""
+    import mpmath as mp
+
+    if digits <= 15:
+        return float(value)
+    return mp.nstr(value, digits)
+
+
+def _cmd_phase_diagram(args) -> int:
+    import matplotlib
+    import numpy as np
+
+    from derive.meanfield import MeanField
+
+    matplotlib.use("Agg")
+    w = np.linspace(*args.sigma_w2, args.n)
+    b = np.linspace(*args.sigma_b2, args.n)
+    diagram = MeanField(args.activation).phase_diagram(w, b)
+    fig = diagram.plot()
+    fig.savefig(args.out, dpi=120)
+    counts = {name: int(np.sum(diagram.regime == code)) for code, name in enumerate(
+        ("ordered", "chaotic", "critical", "q->inf", "q->0")) if np.any(diagram.regime == code)}
+    print(f"phase diagram of {args.activation} on {args.n}x{args.n} points written to {args.out}")
+    print(f"  regimes: {counts}; {diagram.method}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="derive", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     report = sub.add_parser("report", help="write the report folder of every derived result")
     report.add_argument("--out", default="report", help="output folder (default: report)")
     report.set_defaults(run=_cmd_report)
+    line = sub.add_parser("critical-line", help="the chi_1 = 1 line of an activation (mean-field theory)")
+    line.add_argument("activation", help="a built-in name (tanh, relu, erf, ...) or a formula in x")
+    line.add_argument("--sigma-b2", type=float, help="also give the critical sigma_w2 at this sigma_b2")
+    line.add_argument("--dps", type=int, help="digits for the critical point (mpmath)")
+    line.add_argument("--json", action="store_true", help="print JSON")
+    line.set_defaults(run=_cmd_critical_line)
+    phase = sub.add_parser("phase-diagram", help="the mean-field phase diagram of an activation as a PNG")
+    phase.add_argument("activation", help="a built-in name (tanh, relu, erf, ...) or a formula in x")
+    phase.add_argument("--out", required=True, help="the PNG file to write")
+    phase.add_argument("--sigma-w2", type=float, nargs=2, default=(0.5, 4.0), metavar=("MIN", "MAX"))
+    phase.add_argument("--sigma-b2", type=float, nargs=2, default=(0.0, 0.3), metavar=("MIN", "MAX"))
+    phase.add_argument("--n", type=int, default=300, help="grid points per axis (default 300)")
+    phase.set_defaults(run=_cmd_phase_diagram)
     return parser
 
 

@@ -81,6 +81,11 @@ def _xi(chi):
         return np.where(log == 0, np.inf, -1.0 / log)
 
 
+def _decimal(value) -> mp.mpf:
+    """A float read as the decimal it prints as (0.05 is 1/20, not 0.05000000000000000277)."""
+    return mp.mpf(repr(float(value)))
+
+
 def _output(values, shape):
     """An array of `shape`, or a single number (float, or mpf for object arrays) for shape ()."""
     values = np.asarray(values).reshape(shape)
@@ -262,8 +267,9 @@ class MeanField:
 
         q* is the limit of the q-map iterated from q⁰; c* is 1 in the ordered phase and the
         largest fixed point below 1 in the chaotic one.  With `dps`, the values are mpmath
-        numbers computed at that precision (2-D quadrature at high precision is slow: without
-        a closed form for E φ(u)φ(v), c* at `dps` takes minutes)."""
+        numbers computed at that precision, float inputs read as the decimals they print as
+        (0.05 is 1/20).  2-D quadrature at high precision is slow: without a closed form
+        for E φ(u)φ(v), c* at `dps` takes minutes."""
         (sw, sb, q0a), shape = self._numeric((sigma_w2, "sigma_w2"), (sigma_b2, "sigma_b2"), (q0, "q0"))
         result = self._fixed_point_arrays(sw, sb, q0a)
         if dps is not None:
@@ -295,7 +301,7 @@ class MeanField:
         out = {k: np.empty(fp.q_star.size, dtype=object) for k in ("q", "c", "chi1", "chi_q", "chi_c")}
         for i in range(fp.q_star.size):
             with mp.workdps(dps + 10):
-                w, b = mp.mpf(float(fp.sigma_w2[i])), mp.mpf(float(fp.sigma_b2[i]))
+                w, b = _decimal(fp.sigma_w2[i]), _decimal(fp.sigma_b2[i])
                 if fp.regime[i] in (Regime.Q_INFINITE, Regime.Q_ZERO):
                     values = (mp.inf if fp.regime[i] == Regime.Q_INFINITE else mp.mpf(0),) + (mp.nan,) * 4
                 else:
@@ -365,7 +371,7 @@ class MeanField:
                     qv = mp.mpf(0)
                     w = 1 / mpf.D(mp.mpf(10) ** (-2 * dps - 20))
                 else:
-                    b = mp.mpf(float(sb[i]))
+                    b = _decimal(sb[i])
                     qv = mp_root(lambda t, b=b: t - mpf.V(t) / mpf.D(t) - b, qs[i], dps)
                     w = 1 / mpf.D(qv)
             with mp.workdps(dps):
@@ -599,6 +605,17 @@ class CriticalLine:
 
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle {_latex_of(self)}$"
+
+    def as_dict(self) -> dict:
+        """The line as plain data (SymPy expressions as text and LaTeX), e.g. for JSON."""
+        return {
+            "activation": self.activation, "kind": self.kind, "method": self.method,
+            "explanation": self.explanation,
+            "equation": None if self.equation is None else str(self.equation),
+            "point": None if self.point is None else [str(v) for v in self.point],
+            "sigma_w2_of_q": str(self.sigma_w2_of_q), "sigma_b2_of_q": str(self.sigma_b2_of_q),
+            "latex": _latex_of(self),
+        }
 
     def no_point_message(self, sigma_b2: float) -> str:
         if self.kind == "point":

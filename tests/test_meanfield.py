@@ -368,3 +368,32 @@ def test_results_render_as_latex():
     text = MeanField("erf").depth_scales(3.0, 0.1)._repr_latex_()
     assert r"\xi_c &= -1/\log\chi_c = 6.1578" in text and r"\xi_\nabla &= -1/\log\chi_1 = -3.54" in text
     assert r"\sigma_w^2(q^*)" in derive.latex(MeanField("erf").critical_line())
+
+
+# --- the command line -------------------------------------------------------------------------------
+
+
+def test_cli_critical_line_prints_the_line_and_the_point(capsys):
+    import json
+
+    from derive.cli import main
+
+    assert main(["critical-line", "erf", "--sigma-b2", "0", "--dps", "25", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["kind"] == "explicit" and result["sigma_w2_of_q"] == "pi*sqrt(4*q + 1)/4"
+    with mp.workdps(30):
+        assert abs(mp.mpf(result["at"]["sigma_w2"]) - mp.pi / 4) < mp.mpf(10) ** -23
+    assert main(["critical-line", "relu"]) == 0
+    assert "(2, 0)" in capsys.readouterr().out
+    assert main(["critical-line", "relu", "--sigma-b2", "0.1"]) == 2
+    assert "only at σ_b² = 0" in capsys.readouterr().err
+    assert main(["critical-line", "tanhh"]) == 2
+    assert "did you mean" in capsys.readouterr().err
+
+
+def test_cli_phase_diagram_writes_a_png(tmp_path, capsys):
+    from derive.cli import main
+
+    out = tmp_path / "erf.png"
+    assert main(["phase-diagram", "erf", "--out", str(out), "--n", "40"]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG" and "chaotic" in capsys.readouterr().out
