@@ -585,7 +585,7 @@ class CriticalLine:
             text = "σ_w²(q*) inverts in closed form, so σ_b² is an explicit function of σ_w²."
             return cls(name, "explicit", sw_q, sb_q, equation, None, text, method, mf)
         text = ("no closed form for σ_b² in terms of σ_w²; the line is parametrised by the fixed "
-                "point q* > 0" + ("" if closed else " with integrals evaluated by quadrature"))
+                "point q* > 0" + ("." if closed else " with integrals evaluated by quadrature."))
         return cls(name, "parametric", sw_q, sb_q, None, None, text, method, mf)
 
     def _latex(self, printer) -> str:

@@ -50,7 +50,8 @@ class Simulation:
     def deviation(self, name: str, prediction, layers=slice(None)) -> float:
         """max over `layers` of |mean − prediction| / standard error (a studentised deviation)."""
         prediction = np.broadcast_to(np.asarray(prediction, dtype=float), self.mean(name).shape)
-        z = np.abs(self.mean(name) - prediction) / self.stderr(name)
+        with np.errstate(invalid="ignore", divide="ignore"):  # layers with no spread (the last ratio)
+            z = np.abs(self.mean(name) - prediction) / self.stderr(name)
         return float(np.max(z[layers]))
 
 
