@@ -100,7 +100,26 @@ class KernelState:
 # --- algebras: how a layer's formulas are evaluated -------------------------------------------
 
 
-class SymbolicAlgebra:
+class Algebra:
+    """How the layer formulas are evaluated: numbers or expressions, square roots, activations."""
+
+    name = "abstract"
+
+    def const(self, value: sp.Expr):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def sqrt(self, value):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def activation(self, act: Activation, s: KernelState) -> KernelState:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def variance(self, value):
+        """The variance a normalisation divides by (symbolic algebras may name it)."""
+        return value
+
+
+class SymbolicAlgebra(Algebra):
     """Layer formulas on SymPy expressions; activations through :func:`derive.expect`."""
 
     name = "symbolic"
@@ -341,9 +360,10 @@ class LayerNorm(Layer):
     """
 
     def apply(self, s: KernelState, algebra) -> KernelState:
-        norm = algebra.sqrt(s.k11 * s.k22)
+        v11, v22 = algebra.variance(s.k11), algebra.variance(s.k22)
+        norm = algebra.sqrt(v11 * v22)
         return KernelState(s.k11 * 0 + 1, s.k22 * 0 + 1, s.k12 / norm,
-                           s.t11 / s.k11, s.t22 / s.k22, s.t12 / norm, s.chi / s.k11)
+                           s.t11 / v11, s.t22 / v22, s.t12 / norm, s.chi / v11)
 
     def kind(self, incoming: Kind) -> Kind:
         if not incoming.centred:

@@ -34,7 +34,7 @@ import sympy as sp
 
 from derive.dual import dual_kernel
 from derive.errors import DomainError, NumericError
-from derive.layers import KernelState, Kind
+from derive.layers import Algebra, KernelState, Kind
 from derive.symbols import c, q, q1, q2
 
 __all__ = ["Gram", "Kernels", "PairKernels", "kernels", "kernels_mp"]
@@ -103,7 +103,7 @@ class PairKernels:
 # --- float64 ------------------------------------------------------------------------------------
 
 
-class Float64Algebra:
+class Float64Algebra(Algebra):
     """Layer formulas on float64 arrays: k11 (n, 1), k22 (1, n), k12 (n, n) (likewise t, chi (n, 1))."""
 
     name = "float64"
@@ -216,7 +216,7 @@ def _assemble(off: np.ndarray, diag: np.ndarray, n: int) -> np.ndarray:
 # --- mpmath ---------------------------------------------------------------------------------
 
 
-class MpAlgebra:
+class MpAlgebra(Algebra):
     """Layer formulas on SymPy Floats at `dps` digits; activations by substituting numbers into
     the dual kernel's forms (closed forms evaluate directly, integrals by mpmath quadrature)."""
 
