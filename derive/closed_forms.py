@@ -53,7 +53,8 @@ def closed_form_1d(expr, x, q) -> sp.Expr | None:
 def closed_form_2d(expr, x, y, q1, q2, c) -> sp.Expr | None:
     """E[expr] for (x, y) centred Gaussian, Var x = q1, Var y = q2, corr = c; or None."""
     expr, q1, q2, c = map(sp.sympify, (expr, q1, q2, c))
-    if c.is_number and ((c - 1).is_zero or (c + 1).is_zero):
+    unit = c.is_number and ((c - 1).is_zero or (c + 1).is_zero)
+    if unit and not (q1.is_zero or q2.is_zero):
         return closed_form_1d(expr.xreplace({y: c * sp.sqrt(q2) / sp.sqrt(q1) * x}), x, q1)
     return _closed_form(expr, (x, y), (q1, q2), c)
 
