@@ -36,12 +36,16 @@ import mpmath as mp
 import numpy as np
 import sympy as sp
 
+from derive.activations import Activation
 from derive.errors import NumericError
 from derive.gaussian import GaussianExpectation
 from derive.symbols import c, q
 from derive.tabulate import Table1D, Table2D
 
 Q_MIN, Q_MAX = 1e-300, 1e300
+#: the error bound asked of sampled E φ′(u)φ′(v) without a closed form (Mehler-Hermite tail bound,
+#: else 2-D quadrature); the 2-D tables split patches down to ten times that
+SAMPLE_TOL = 1e-12
 
 
 class Regime(IntEnum):
@@ -56,12 +60,14 @@ class Regime(IntEnum):
 
 def _numpy_function(expr: sp.Expr, args: tuple):
     """A vectorised float evaluator of `expr` (closed form or Gaussian-expectation integrals)."""
-    if expr.has(GaussianExpectation):
+    if not expr.has(GaussianExpectation):
+        from derive.dual import numpy_function
+
+        f = numpy_function(expr, args)
+    else:
         from derive.numeric import lambdify
 
         f = lambdify(expr, list(args))
-    else:
-        f = sp.lambdify(args, expr, "numpy")
 
     def evaluate(*values):
         values = [np.asarray(v, dtype=float) for v in values]
@@ -75,64 +81,96 @@ def _numpy_function(expr: sp.Expr, args: tuple):
 class MapFunctions:
     """V, V′, D, D′ (functions of q) and C, C_d, G (of q, c) of one activation in float64.
 
-    `expressions` maps the names V, Vq, D, Dq, C, Cd to SymPy expressions in q (and c).
-    With ``tabulate=True`` (smooth activations) every evaluation goes through Chebyshev
-    tables built from those expressions; otherwise they are evaluated directly.
+    For a smooth activation every evaluation goes through Chebyshev tables: V and D in log q
+    (V′, D′ their derivatives), C_d in (log q, c), sampled from :class:`derive.dual.DualKernel`
+    (closed forms, 1-D quadrature, and the Mehler-Hermite expansion with its tail bound), and
+    G from the C_d table.  For a kinked one the SymPy `expressions` (names V, Vq, D, Dq, C, Cd)
+    are evaluated directly.
     """
 
-    def __init__(self, expressions: dict, tabulate: bool):
+    def __init__(self, act: Activation, expressions: dict):
+        from derive.dual import dual_kernel
+
         self.expressions = expressions
         self.closed_form = not any(e.has(GaussianExpectation) for e in expressions.values())
-        self._one = [_numpy_function(expressions[k], (q,)) for k in ("V", "Vq", "D", "Dq")]
-        self._cd = _numpy_function(expressions["Cd"], (q, c))
-        self._c = _numpy_function(expressions["C"], (q, c))
-        self.tabulated = tabulate
-        if tabulate:
-            tol = 1e-14 if self.closed_form else 1e-12
-            self._table1 = Table1D(lambda t: np.stack([f(np.exp(t)) for f in self._one]), 4, tol=tol)
-            self._table_cd = Table2D(lambda t, cc: self._cd(np.exp(t), cc)[None], 1, tol=tol, integral=True)
-            self._table_g = Table2D(self._g_from_cd, 1, tol=tol)
+        self.tabulated = act.is_smooth
+        self._dual = dual_kernel(act)
+        self._source_error = 0.0
+        if self.tabulated:
+            tol = 1e-14 if self.closed_form else 1e-13
+            self._table1 = Table1D(self._sample_one, 2, tol=tol)
+            self._table_cd = Table2D(self._sample_cd, 1, tol=max(tol, 10 * SAMPLE_TOL), integral=True)
+            self._table_g = Table2D(self._sample_g, 1, tol=max(tol, 10 * SAMPLE_TOL))
+        else:
+            self._one = [_numpy_function(expressions[k], (q,)) for k in ("V", "Vq", "D", "Dq")]
+            self._cd = _numpy_function(expressions["Cd"], (q, c))
+            self._c = _numpy_function(expressions["C"], (q, c))
 
-    def _g_from_cd(self, t, cc):
-        """G = q ∫_c^1 C_d dc′ / (1 − c) from the C_d table.  Next to c = 1 the division would
-        amplify the rounding of the integral, so there G is q times the mean of C_d over
-        [c, 1] by 40-point Gauss-Legendre quadrature (exact for the table's polynomials)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g = self._table_cd.integral(t, cc)[0] / (1 - cc)
-        near = np.flatnonzero(1 - cc < 1 / 32)
-        if near.size:
+    def _sample_one(self, t):
+        qv = np.exp(t)
+        return np.stack([self._dual.one(qv), self._dual.one(qv, derivative=True)])
+
+    def _sample_cd(self, t, cc):
+        qv = np.exp(t)
+        values, error = self._dual.two(qv, qv, cc, derivative=True, tol=SAMPLE_TOL)
+        self._source_error = max(self._source_error, float(error))
+        return np.asarray(values, dtype=float).reshape(1, -1)
+
+    def _sample_g(self, t, cc):
+        """G = (V − C)/(1 − c), with C sampled directly where 1 − c >= 1/16 (the division costs at
+        most a factor 16 in accuracy), and G = q ∫_c^1 C_d dc′ / (1 − c) from the C_d table above:
+        there q times the mean of C_d over [c, 1] by 40-point Gauss-Legendre quadrature, exact for
+        the table's polynomials (within 1/32 of c = 1, where dividing would amplify rounding)."""
+        qv, g = np.exp(t), np.empty(t.size)
+        far = 1 - cc >= 1 / 16
+        if far.any():
+            C, error = self._dual.two(qv[far], qv[far], cc[far], tol=SAMPLE_TOL)
+            self._source_error = max(self._source_error, 16 * float(error))
+            g[far] = (self._dual.one(qv[far]) - C) / (1 - cc[far])
+        near = np.flatnonzero(~far & (1 - cc >= 1 / 32))
+        g[near] = qv[near] * self._table_cd.integral(t[near], cc[near])[0] / (1 - cc[near])
+        closest = np.flatnonzero(1 - cc < 1 / 32)
+        if closest.size:
             u, w = np.polynomial.legendre.leggauss(40)
-            u, w = (u + 1) / 2, w / 2
-            points = 1 - np.outer(1 - cc[near], u)
-            values = self._table_cd(np.repeat(t[near], u.size), points.ravel())[0].reshape(near.size, u.size)
-            g[near] = values @ w
-        return (np.exp(t) * g)[None]
+            points = 1 - np.outer(1 - cc[closest], (u + 1) / 2)
+            values = self._table_cd(np.repeat(t[closest], u.size), points.ravel())[0]
+            g[closest] = qv[closest] * (values.reshape(closest.size, u.size) @ (w / 2))
+        return g[None]
+
+    @property
+    def error(self) -> float:
+        """The estimated relative error of the evaluations: table interpolation plus the error
+        bound of the sampled values (float64 rounding for closed forms, 1e-13 for quadrature)."""
+        floor = 1e-15 if self.closed_form else 1e-13
+        if not self.tabulated:
+            return floor
+        tables = (self._table1, self._table_cd, self._table_g)
+        return max(floor, self._source_error, *(t.max_error for t in tables))
 
     @property
     def method(self) -> str:
         """How the numbers are obtained, with the estimated error of the tables built so far."""
-        source = "closed forms" if self.closed_form else "numerical Gaussian quadrature (derive.lambdify)"
+        if self.closed_form:
+            source = "closed forms"
+        elif self.tabulated:
+            source = f"numerical Gaussian quadrature and the Mehler-Hermite expansion ({self._dual.method})"
+        else:
+            source = "numerical Gaussian quadrature (derive.lambdify)"
         if not self.tabulated:
             return source
-        error = max(self._table1.max_error, self._table_cd.max_error, self._table_g.max_error)
         return (f"{source}, tabulated by piecewise Chebyshev interpolation in (log q, c); "
-                f"estimated relative interpolation error {error:.1e}")
-
-    @property
-    def error(self) -> float:
-        """The estimated relative error of the evaluations (tables), or of float64 closed forms."""
-        if not self.tabulated:
-            return 1e-15 if self.closed_form else 1e-12
-        tables = (self._table1, self._table_cd, self._table_g)
-        floor = 1e-15 if self.closed_form else 1e-12
-        return max(floor, *(t.max_error for t in tables))
+                f"estimated relative error {self.error:.1e}")
 
     def one(self, qv) -> np.ndarray:
         """(V, V′, D, D′) at q > 0: a (4, N) array."""
         qv = np.asarray(qv, dtype=float).ravel()
         if not self.tabulated:
             return np.stack([f(qv) for f in self._one])
-        return self._table1(np.log(qv))
+        values, slopes = self._table1(np.log(qv), derivative=True)
+        out = np.empty((4, qv.size))
+        out[0], out[2] = values
+        np.divide(slopes, qv, out=out[1::2])  # d/dq = (d/dt) / q
+        return out
 
     def cd(self, qv, cv) -> np.ndarray:
         """C_d(q, c) = E φ′(u)φ′(v)."""
@@ -187,13 +225,17 @@ def _bracketed_newton(f, lo, hi, x, log_scale: bool, tol: float, max_iter: int =
         lo[active] = np.where(positive, xa, lo[active])
         hi[active] = np.where(positive, hi[active], xa)
         with np.errstate(invalid="ignore", divide="ignore"):
-            step = xa - value / slope
+            step = value / slope
+        newton = xa - step
         a, b = np.minimum(lo[active], hi[active]), np.maximum(lo[active], hi[active])
-        bad = ~((step > a) & (step < b))
+        scale = np.abs(xa) if log_scale else np.maximum(np.abs(xa), 1.0)
+        # a Newton step below the tolerance has converged, even if rounding puts it a hair
+        # outside the bracket (next to a bracket end that is itself the root)
+        small = np.abs(step) <= tol * scale
+        bad = ~((newton > a) & (newton < b)) & ~small
         middle = np.sqrt(a * b) if log_scale else (a + b) / 2
-        new = np.where(bad, middle, step)
-        scale = np.abs(new) if log_scale else np.maximum(np.abs(new), 1.0)
-        done = (np.abs(new - xa) <= tol * scale) | (value == 0) | (b - a <= tol * scale)
+        new = np.where(bad, middle, newton)
+        done = small | (value == 0) | (b - a <= tol * scale)
         x[active] = np.where(value == 0, xa, new)
         active = active[~done]
     if active.size:
@@ -259,7 +301,7 @@ def solve_q_star(fns: MapFunctions, sw, sb, q0=1.0, guess=None):
             V, Vq, _, _ = fns.one(v)
             return sw[ok[a]] * V + sb[ok[a]] - v, sw[ok[a]] * Vq - 1
 
-        qs[ok] = _bracketed_newton(newton_f, lo.copy(), hi.copy(), np.sqrt(lo * hi), True, 4e-16)
+        qs[ok] = _bracketed_newton(newton_f, lo.copy(), hi.copy(), np.sqrt(lo * hi), True, 2e-15)
     return qs, flag
 
 
@@ -393,7 +435,7 @@ def solve_critical(fns: MapFunctions, sb):
             V, Vq, D, Dq = fns.one(v)
             return sb[ok[a]] - (v - V / D), (Vq * D - V * Dq) / D**2 - 1
 
-        qs[ok] = _bracketed_newton(newton_f, lo.copy(), hi.copy(), np.sqrt(lo * hi), True, 4e-16)
+        qs[ok] = _bracketed_newton(newton_f, lo.copy(), hi.copy(), np.sqrt(lo * hi), True, 1e-14)
     sw = np.full(sb.size, np.nan)
     finite = np.isfinite(qs)
     sw[finite] = 1 / fns.one(np.maximum(qs[finite], Q_MIN))[2]

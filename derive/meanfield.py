@@ -97,7 +97,7 @@ def _output(values, shape):
 @lru_cache(maxsize=32)
 def _map_functions(act: Activation) -> MapFunctions:
     """The float64 evaluators of an activation's expectations (shared by every σ_w², σ_b²)."""
-    return MapFunctions(MeanField(act, 1, 0).expectations, tabulate=act.is_smooth)
+    return MapFunctions(act, MeanField(act, 1, 0).expectations)
 
 
 @dataclass(frozen=True, init=False)
@@ -167,7 +167,8 @@ class MeanField:
     @cached_property
     def chi_c(self) -> sp.Expr:
         """χ_c = ∂c^{l+1}/∂c^l at q = q*: σ_w² ∫Dz₁Dz₂ φ′(u₁)φ′(u₂) (a function of q, c)."""
-        return sp.simplify(sp.diff(self._pair.k12, c) / q)
+        slope = sp.diff(self._pair.k12, c) / q
+        return slope if slope.has(GaussianExpectation) else sp.simplify(slope)
 
     @cached_property
     def expectations(self) -> dict:

@@ -228,7 +228,7 @@ def test_tanh_fixed_point_and_depth_scales_reproduce_the_reference_values():
 def _erf_reference(w, b):
     """q*, c*, chi1, chi_c of erf from its closed forms by mpmath findroot (40 digits)."""
     with mp.workdps(40):
-        w, b = mp.mpf(w), mp.mpf(b)
+        w, b = mp.mpf(repr(w)), mp.mpf(repr(b))  # the decimals, as fixed_point(dps=...) reads them
         V = lambda t: 2 / mp.pi * mp.asin(2 * t / (1 + 2 * t))  # noqa: E731
         qs = mp.findroot(lambda t: w * V(t) + b - t, 1)
         chi1 = w * 4 / mp.pi / mp.sqrt(1 + 4 * qs)
@@ -301,23 +301,25 @@ def test_bad_input_raises_derive_errors_with_a_hint():
 
 
 def test_tanh_tables_agree_with_direct_quadrature():
-    from derive.numeric import lambdify
+    from derive.quadrature import np_expectation_1d, np_expectation_2d
 
     fns = _map_functions(derive.activation("tanh"))
-    e = MeanField("tanh").expectations
     rng = np.random.default_rng(1)
-    qv = np.exp(rng.uniform(-6, 2.5, 60))
-    cv = rng.uniform(-1, 1, 60)
-    one = fns.one(qv)
-    for row, name in enumerate(("V", "Vq", "D")):
-        direct = lambdify(e[name], [q])(qv)
-        assert np.max(np.abs(one[row] / direct - 1)) < 1e-11
-    cd = lambdify(e["Cd"], [q, c])(qv, cv)
+    qv = np.exp(rng.uniform(-6, 2, 24))
+    cv = np.concatenate([rng.uniform(-1, 1, 16), 1 - np.geomspace(1e-6, 0.05, 8)])
+    sech2 = lambda t: 1 / np.cosh(t) ** 2  # noqa: E731
+    V, Vq, D, _ = fns.one(qv)
+    assert np.max(np.abs(V / np_expectation_1d(lambda t: np.tanh(t) ** 2, qv) - 1)) < 1e-12
+    assert np.max(np.abs(D / np_expectation_1d(lambda t: sech2(t) ** 2, qv) - 1)) < 1e-12
+    # V' = E[phi'^2 + phi phi''] (REFERENCES §1), phi'' = -2 tanh sech^2
+    slope = np_expectation_1d(lambda t: sech2(t) ** 2 - 2 * np.tanh(t) ** 2 * sech2(t), qv)
+    assert np.max(np.abs(Vq / slope - 1)) < 1e-11
+    cd = np_expectation_2d(lambda u, v: sech2(u) * sech2(v), qv, qv, cv)
     assert np.max(np.abs(fns.cd(qv, cv) / cd - 1)) < 1e-11
-    C = lambdify(e["C"], [q, c])(qv, cv)
-    assert np.max(np.abs(fns.c_numerator(qv, cv) - C) / one[0]) < 1e-11
-    assert np.allclose(fns.g(qv, np.ones_like(qv)), qv * one[2], rtol=1e-12, atol=0)  # G(q, 1) = q D(q)
-    assert fns.error < 1e-11 and "interpolation error" in fns.method
+    C = np_expectation_2d(lambda u, v: np.tanh(u) * np.tanh(v), qv, qv, cv)
+    assert np.max(np.abs(fns.c_numerator(qv, cv) - C) / V) < 1e-11
+    assert np.allclose(fns.g(qv, np.ones_like(qv)), qv * D, rtol=1e-12, atol=0)  # G(q, 1) = q D(q)
+    assert fns.error < 1e-11 and "estimated relative error" in fns.method
 
 
 def test_phase_diagram_matches_pointwise_solutions_and_plots(tmp_path):
