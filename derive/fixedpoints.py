@@ -43,9 +43,10 @@ from derive.symbols import c, q
 from derive.tabulate import Table1D, Table2D
 
 Q_MIN, Q_MAX = 1e-300, 1e300
-#: the error bound asked of sampled E φ′(u)φ′(v) without a closed form (Mehler-Hermite tail bound,
-#: else 2-D quadrature); the 2-D tables split patches down to ten times that
-SAMPLE_TOL = 1e-12
+#: error bounds (relative to V, resp. D) asked of the sampled E φ(u)φ(v) and E φ′(u)φ′(v) without
+#: closed forms (Mehler-Hermite tail bound, else 2-D quadrature).  C enters G = (V − C)/(1 − c),
+#: where V/(V − C) amplifies its error up to ~20-fold; C_d enters χ_c and ∫ C_d as it is
+C_TOL, CD_TOL = 1e-15, 1e-13
 
 
 class Regime(IntEnum):
@@ -99,8 +100,8 @@ class MapFunctions:
         if self.tabulated:
             tol = 1e-14 if self.closed_form else 1e-13
             self._table1 = Table1D(self._sample_one, 2, tol=tol)
-            self._table_cd = Table2D(self._sample_cd, 1, tol=max(tol, 10 * SAMPLE_TOL), integral=True)
-            self._table_g = Table2D(self._sample_g, 1, tol=max(tol, 10 * SAMPLE_TOL))
+            self._table_cd = Table2D(self._sample_cd, 1, tol=max(tol, 10 * CD_TOL), integral=True)
+            self._table_g = Table2D(self._sample_g, 1, tol=max(tol, 1e-13))
         else:
             self._one = [_numpy_function(expressions[k], (q,)) for k in ("V", "Vq", "D", "Dq")]
             self._cd = _numpy_function(expressions["Cd"], (q, c))
@@ -112,7 +113,7 @@ class MapFunctions:
 
     def _sample_cd(self, t, cc):
         qv = np.exp(t)
-        values, error = self._dual.two(qv, qv, cc, derivative=True, tol=SAMPLE_TOL)
+        values, error = self._dual.two(qv, qv, cc, derivative=True, tol=CD_TOL)
         self._source_error = max(self._source_error, float(error))
         return np.asarray(values, dtype=float).reshape(1, -1)
 
@@ -124,7 +125,7 @@ class MapFunctions:
         qv, g = np.exp(t), np.empty(t.size)
         far = 1 - cc >= 1 / 16
         if far.any():
-            C, error = self._dual.two(qv[far], qv[far], cc[far], tol=SAMPLE_TOL)
+            C, error = self._dual.two(qv[far], qv[far], cc[far], tol=C_TOL)
             self._source_error = max(self._source_error, 16 * float(error))
             g[far] = (self._dual.one(qv[far]) - C) / (1 - cc[far])
         near = np.flatnonzero(~far & (1 - cc >= 1 / 32))
@@ -153,7 +154,7 @@ class MapFunctions:
         if self.closed_form:
             source = "closed forms"
         elif self.tabulated:
-            source = f"numerical Gaussian quadrature and the Mehler-Hermite expansion ({self._dual.method})"
+            source = f"1-D Gaussian quadrature; 2-D: {self._dual.method}"
         else:
             source = "numerical Gaussian quadrature (derive.lambdify)"
         if not self.tabulated:
