@@ -25,12 +25,14 @@ critical (χ₁ = 1), q → ∞ (the variance grows without bound: q* = inf) and
 (it decays to zero: q* = 0); in the last two c*, χ₁ and the depth scales are NaN.
 q* is the limit of the q-map iterated from q⁰ (default 1), i.e. the first root of
 σ_w² V(q) + σ_b² − q met going from q⁰ in the direction the map moves; it is
-reported as 0 below 1e-300 and as inf above 1e300.
+reported as 0 below 1e-300 and as inf above :attr:`MapFunctions.q_max` (1e300, or less where
+the activation's expectations overflow float64, e.g. 1e4 for silu).
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+from functools import cached_property
 
 import mpmath as mp
 import numpy as np
@@ -162,6 +164,21 @@ class MapFunctions:
         return (f"{source}, tabulated by piecewise Chebyshev interpolation in (log q, c); "
                 f"estimated relative error {self.error:.1e}")
 
+    @cached_property
+    def q_max(self) -> float:
+        """The largest q (up to 1e300) at which V and D evaluate to finite numbers in float64: an
+        activation built from exp overflows long before (silu near q = 1e4).  Beyond it a growing
+        q-map is reported as diverging."""
+        for exponent in (300, 200, 100, 50, 30, 20, 15, 12, 10, 8, 6, 5, 4, 3, 2):
+            try:
+                with np.errstate(all="ignore"):
+                    values = self.one(np.array([10.0**exponent]))
+            except (NumericError, FloatingPointError, OverflowError):
+                continue
+            if np.all(np.isfinite(values[[0, 2]])):
+                return 10.0**exponent
+        raise NumericError("the Gaussian expectations of this activation overflow already at q = 100")
+
     def one(self, qv) -> np.ndarray:
         """(V, V′, D, D′) at q > 0: a (4, N) array."""
         qv = np.asarray(qv, dtype=float).ravel()
@@ -292,7 +309,8 @@ def solve_q_star(fns: MapFunctions, sw, sb, q0=1.0, guess=None):
         sel = idx[(f0 > 0) if up else (f0 < 0)]
         if not sel.size:
             continue
-        near, far, found = _expand(lambda v, a, sel=sel: F(v, sel[a]), q0[sel], up, Q_MAX if up else Q_MIN)
+        near, far, found = _expand(lambda v, a, sel=sel: F(v, sel[a]), q0[sel], up,
+                                   fns.q_max if up else Q_MIN)
         flag[sel[~found]] = Regime.Q_INFINITE if up else Regime.Q_ZERO
         qs[sel[~found]] = np.inf if up else 0.0
         ok = sel[found]
@@ -424,7 +442,7 @@ def solve_critical(fns: MapFunctions, sb):
     qs[(e0 <= 0) & (sb == 0)] = 0.0
     brackets = []
     if up.size:
-        near, far, found = _expand(lambda v, a: excess(v, up[a]), start[up], True, 1e12)
+        near, far, found = _expand(lambda v, a: excess(v, up[a]), start[up], True, min(1e12, fns.q_max))
         brackets.append((up[found], near[found], far[found]))
     if down.size:
         near, far, found = _expand(lambda v, a: excess(v, down[a]), start[down], False, 1e-30)

@@ -163,6 +163,8 @@ class Table1D:
         return self._build(lo, mid, depth + 1) + self._build(mid, hi, depth + 1)
 
     def _ensure(self, t: np.ndarray) -> None:
+        if not t.size:
+            return
         k = np.floor(t / self.width).astype(np.int64)
         low, high = int(k.min()), int(k.max())
         present = (np.flatnonzero(np.bincount(k - low)) + low if high - low < 4096 else np.unique(k))
