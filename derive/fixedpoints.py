@@ -427,37 +427,37 @@ def _polish_c(fns, qs, r, guess, cs, steps: int = 4, chunk: int = 65536):
 
 def solve_critical(fns: MapFunctions, sb):
     """(σ_w², q*) on the critical line χ₁ = 1 at the given σ_b²: the smallest q with
-    B(q) = q − V(q)/D(q) = σ_b², and σ_w² = 1/D(q).  NaN where no q ≤ 1e12 solves it;
-    q* = 0 (σ_w² = 1/D(0⁺)) at σ_b² = 0 when B > 0 from the start."""
+    B(q) = q − V(q)/D(q) = σ_b² whose variance fixed point is stable (χ_q = σ_w² V′(q*) <= 1,
+    so that the q-map reaches it), and σ_w² = 1/D(q*).  The roots are bracketed on a grid in q
+    from 1e-6 to 1e12 (ratio √2) and refined by Newton's method.  At σ_b² = 0 with B > 0 from
+    the start, q* = 0 and σ_w² = 1/D(0⁺).  NaN where no stable root exists (for swish, most of
+    the parametric line has χ_q > 1: those fixed points repel, and iterating the q-map from
+    them leads elsewhere)."""
     sb = np.asarray(sb, float).ravel()
-    start = np.full(sb.size, 1e-4)  # small, yet B(q) = O(q^3) stays above the rounding of q − V/D
+    top = min(1e12, fns.q_max)
+    grid = np.geomspace(1e-6, top, int(2 * np.log2(top / 1e-6)) + 1)
+    V, _, D, _ = fns.one(grid)
+    excess = sb[:, None] - (grid - V / D)[None, :]  # σ_b² − B(q): positive below a rising root
+    sign = np.sign(excess)
+    rows, cols = np.nonzero(sign[:, :-1] * sign[:, 1:] < 0)
+    positive = excess[rows, cols] > 0
+    lo = np.where(positive, grid[cols], grid[cols + 1])  # where σ_b² − B > 0
+    hi = np.where(positive, grid[cols + 1], grid[cols])
 
-    def excess(qv, idx):  # σ_b² − B(q): positive below the root
-        V, _, D, _ = fns.one(qv)
-        return sb[idx] - (qv - V / D)
+    def newton_f(v, a):
+        V, Vq, D, Dq = fns.one(v)
+        return sb[rows[a]] - (v - V / D), (Vq * D - V * Dq) / D**2 - 1
 
-    e0 = excess(start, np.arange(sb.size))
-    qs = np.full(sb.size, np.nan)
-    up, down = np.flatnonzero(e0 > 0), np.flatnonzero((e0 <= 0) & (sb > 0))
-    qs[(e0 <= 0) & (sb == 0)] = 0.0
-    brackets = []
-    if up.size:
-        near, far, found = _expand(lambda v, a: excess(v, up[a]), start[up], True, min(1e12, fns.q_max))
-        brackets.append((up[found], near[found], far[found]))
-    if down.size:
-        near, far, found = _expand(lambda v, a: excess(v, down[a]), start[down], False, 1e-30)
-        qs[down[~found]] = 0.0
-        brackets.append((down[found], far[found], near[found]))
-    for ok, lo, hi in brackets:
-
-        def newton_f(v, a, ok=ok):
-            V, Vq, D, Dq = fns.one(v)
-            return sb[ok[a]] - (v - V / D), (Vq * D - V * Dq) / D**2 - 1
-
-        qs[ok] = _bracketed_newton(newton_f, lo.copy(), hi.copy(), np.sqrt(lo * hi), True, 1e-14)
-    sw = np.full(sb.size, np.nan)
-    finite = np.isfinite(qs)
-    sw[finite] = 1 / fns.one(np.maximum(qs[finite], Q_MIN))[2]
+    roots = _bracketed_newton(newton_f, lo.copy(), hi.copy(), np.sqrt(lo * hi), True, 1e-14)
+    at_zero = np.flatnonzero((sb == 0) & (excess[:, 0] <= 0))
+    rows = np.concatenate([at_zero, rows])
+    roots = np.concatenate([np.zeros(at_zero.size), roots])
+    _, Vq, D, _ = fns.one(np.maximum(roots, Q_MIN))
+    stable = Vq / D <= 1 + 1e-9  # χ_q = σ_w² V′ with σ_w² = 1/D
+    qs, sw = np.full(sb.size, np.nan), np.full(sb.size, np.nan)
+    for i in np.argsort(-roots[stable]):  # the smallest stable root of each σ_b² is written last
+        row = rows[stable][i]
+        qs[row], sw[row] = roots[stable][i], 1 / D[stable][i]
     return sw, qs
 
 

@@ -587,6 +587,8 @@ class CriticalLine:
             return cls(name, "explicit", sw_q, sb_q, equation, None, text, method, mf)
         text = ("no closed form for σ_b² in terms of σ_w²; the line is parametrised by the fixed "
                 "point q* > 0" + ("." if closed else " with integrals evaluated by quadrature."))
+        text += (" Numerically (critical_point, trace) only points whose fixed point q* is stable "
+                 "(χ_q ≤ 1) are kept: the others repel, and the network never reaches them.")
         return cls(name, "parametric", sw_q, sb_q, None, None, text, method, mf)
 
     def _latex(self, printer) -> str:
@@ -673,7 +675,7 @@ class PhaseDiagram:
 
     def plot(self, quantities=("xi_c", "c_star"), fig=None):
         """The Schoenholz et al. (2017, fig. 1) picture: each quantity as a heat map over
-        (σ_w², σ_b²) with the critical line and the ordered/chaotic phases marked."""
+        (σ_w², σ_b²) with the critical line and the phases marked; grey where q* is not finite."""
         import matplotlib.pyplot as plt
         from matplotlib.colors import LogNorm
 
@@ -690,9 +692,13 @@ class PhaseDiagram:
             fig.colorbar(image, ax=ax, label=_LABELS.get(name, name))
             ax.plot(self.critical_sigma_w2, self.sigma_b2, "w-", lw=2, label=r"$\chi_1 = 1$")
             ax.set(xlim=extent[:2], ylim=extent[2:], xlabel=r"$\sigma_w^2$", ylabel=r"$\sigma_b^2$",
-                   title=f"{self.activation}: {_LABELS.get(name, name)}")
-            ax.text(0.05, 0.9, "ordered", transform=ax.transAxes, color="w")
-            ax.text(0.75, 0.1, "chaotic", transform=ax.transAxes, color="w")
+                   title=f"{self.activation}: {_LABELS.get(name, name)}", facecolor="0.85")
+            for code, label in ((Regime.ORDERED, "ordered"), (Regime.CHAOTIC, "chaotic"),
+                                (Regime.Q_INFINITE, "q → ∞"), (Regime.Q_ZERO, "q → 0")):
+                iw, ib = np.nonzero(self.regime == code)
+                if iw.size > 0.02 * self.regime.size:  # label regions of some size at their median
+                    ax.text(np.median(self.sigma_w2[iw]), np.median(self.sigma_b2[ib]), label,
+                            ha="center", va="center", color="k" if code >= Regime.Q_INFINITE else "w")
         fig.tight_layout()
         return fig
 
