@@ -75,7 +75,9 @@ def _complete_square(term: Term, g: Gaussian) -> sp.Expr | None:
         [[term.quad[0], term.quad[1] / 2], [term.quad[1] / 2, term.quad[2]]])
     S = sp.Matrix(n, n, lambda i, j: g.entry(i, j))
     M = sp.eye(n) - 2 * A * S
-    det = sp.factor(M.det())
+    det = _tidy_det(M[0, 0] if n == 1 else M[0, 0] * M[1, 1] - M[0, 1] * M[1, 0])
+    conditions = [det] if n == 1 else [det, M.trace()]
+    converges = _converges(conditions, A)
     S_new = (S * M.adjugate()).applyfunc(lambda e: sp.factor(sp.cancel(e / det)))
     b = sp.Matrix(term.lin)
     mu = S_new * b
@@ -84,26 +86,33 @@ def _complete_square(term: Term, g: Gaussian) -> sp.Expr | None:
     corr = ZERO if n == 1 else sp.factor(S_new[0, 1] / (sp.sqrt(variances[0]) * sp.sqrt(variances[1])))
     plain = term.with_(coef=term.coef * factor, quad=(ZERO,) * len(term.quad), lin=(ZERO,) * n)
     value = _sum(expectation(t, Gaussian(variances, corr)) for t in shifted(plain, tuple(mu)))
-    conditions = [det] if n == 1 else [det, M.trace()]
-    return _if_convergent(value, conditions, A, term)
+    if converges or value is None:
+        return value
+    condition = sp.And(*(c > 0 for c in conditions))
+    return sp.Piecewise((value, condition), (_divergent_value(term), True))
 
 
-def _if_convergent(value, conditions, A, term):
-    """`value` where all `conditions` > 0 (the integral converges); else an error or a Piecewise."""
+def _tidy_det(det: sp.Expr) -> sp.Expr:
+    """|I − 2AΣ| as papers print it: (1 + 2q₁)(1 + 2q₂) − 4c²q₁q₂ stays, nested fractions
+    from earlier completions are put over one denominator."""
+    numer, denom = sp.fraction(sp.together(det))
+    return det if denom == 1 else sp.factor(numer) / sp.factor(denom)
+
+
+def _converges(conditions, A) -> bool:
+    """True when I − 2AΣ is known positive definite (all `conditions` > 0); raises when it is
+    known not to be; False when undecided (symbols)."""
     n = A.shape[0]
     if all(A[i, i].is_nonpositive for i in range(n)) and (n == 1 or A.det().is_nonnegative):
-        return value
+        return True
     if all(c.is_positive for c in conditions):
-        return value
+        return True
     if any(c.is_nonpositive for c in conditions):
         raise TailDivergence(
             f"E[exp({_exponent(A)}) ...] diverges: the Gaussian factor grows at least as fast as "
             "the density decays (need 1 - 2 a q > 0 for exp(a x^2)); lower the variance or the "
             "coefficient of the quadratic exponent")
-    if value is None:
-        return None
-    condition = sp.And(*(c > 0 for c in conditions))
-    return sp.Piecewise((value, condition), (_divergent_value(term), True))
+    return False
 
 
 def _exponent(A) -> str:
