@@ -399,3 +399,21 @@ def test_cli_phase_diagram_writes_a_png(tmp_path, capsys):
     out = tmp_path / "erf.png"
     assert main(["phase-diagram", "erf", "--out", str(out), "--n", "40"]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG" and "chaotic" in capsys.readouterr().out
+
+
+def test_critical_points_need_a_stable_variance_fixed_point():
+    # swish: every point of the parametric line has chi_q > 1 (a repelling q*), so no critical
+    # sigma_w2 at sigma_b2 > 0; iterating the maps, the stable q* meets the unstable one and the
+    # variance explodes (fold) while chi1 < 1: ordered, then q -> inf, never chaotic
+    swish = MeanField("x/(1 + exp(-x))")
+    line = swish.critical_line()
+    w, b = 2.53139314970363, 0.08  # a point of the parametric line: chi1 = 1 at q = 1.2513
+    qv = sp.Float(1.2512999354475112)
+    assert abs(float(line.sigma_w2_of_q.subs(q, qv).evalf(20)) - w) < 1e-9
+    assert float(line.sigma_b2_of_q.subs(q, qv).evalf(20)) == pytest.approx(b, abs=1e-9)
+    assert w * float(swish.chi_q.subs({q: qv, sigma_w2: 1}).evalf(20)) > 1  # repelling
+    assert np.isnan(swish.critical_point(b).sigma_w2)
+    path = swish.fixed_point(np.linspace(2.0, 2.8, 17), 0.15)
+    assert set(path.regime.tolist()) == {Regime.ORDERED, Regime.Q_INFINITE}
+    assert np.all(path.chi1[path.regime == Regime.ORDERED] < 1)
+    assert MeanField("tanh").critical_point(0.05).sigma_w2 == pytest.approx(1.76095463961, abs=6e-12)

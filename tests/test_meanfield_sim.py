@@ -79,3 +79,17 @@ def test_relu_without_a_fixed_point_grows_or_decays_as_flagged(sw, sb, regime):
     z = np.abs(ratio.mean(0) - 1) / (ratio.std(0, ddof=1) / np.sqrt(ratio.shape[0]))
     assert np.all(z < K)
     assert abs(path.q[-1] / path.q[-2] - sw / 2) <= sb / path.q[-2] + 1e-14  # q' = (sw/2) q + sb
+
+
+def test_swish_variance_explodes_where_flagged():
+    """Beyond the fold (σ_w² = 2.5, σ_b² = 0.15) swish networks have no finite q*: the variance
+    grows layer after layer, as the mean-field iteration predicts."""
+    sw, sb, depth = 2.5, 0.15, 12
+    mf = MeanField("x/(1 + exp(-x))")
+    assert mf.fixed_point(sw, sb).regime == Regime.Q_INFINITE
+    path = mf.propagate(depth, sw, sb, q1=sw + sb)
+    assert np.all(np.diff(path.q) > 0) and path.q[-1] / path.q[-2] > 1.1  # towards σ_w²/2 per layer
+    sim = simulate("silu", sw, sb, [WIDTH] * (depth + 1), c_in=0.3)
+    ratio = sim.q / path.q
+    z = np.abs(ratio.mean(0) - 1) / (ratio.std(0, ddof=1) / np.sqrt(ratio.shape[0]))
+    assert np.all(z < K)
