@@ -53,6 +53,7 @@ from derive.parsing import as_expr
 from derive.symbols import c, q, q1, q2, q_star
 from derive.symbols import sigma_b2 as SIGMA_B2
 from derive.symbols import sigma_w2 as SIGMA_W2
+from derive.tabulate import single_threaded_blas
 
 __all__ = ["MeanField", "CriticalLine", "CriticalPoint", "FixedPoint", "DepthScales", "PhaseDiagram",
            "GradientRatios", "Trajectory", "Regime"]
@@ -251,11 +252,13 @@ class MeanField:
         arrays = np.broadcast_arrays(*arrays)
         return [a.ravel() for a in arrays], arrays[0].shape
 
+    @single_threaded_blas
     def apply_q_map(self, qv, sigma_w2=None, sigma_b2=None):
         """The q-map evaluated at q (floats or arrays)."""
         (qv, sw, sb), shape = self._numeric((qv, "q"), (sigma_w2, "sigma_w2"), (sigma_b2, "sigma_b2"))
         return _output(sw * self._functions.one(np.maximum(qv, 1e-300))[0] + sb, shape)
 
+    @single_threaded_blas
     def apply_c_map(self, qv, cv, sigma_w2=None, sigma_b2=None):
         """The c-map at (q, c) for two inputs of equal variance q."""
         (qv, cv, sw, sb), shape = self._numeric((qv, "q"), (cv, "c"), (sigma_w2, "sigma_w2"),
@@ -263,6 +266,7 @@ class MeanField:
         fns = self._functions
         return _output((sw * fns.c_numerator(qv, cv) + sb) / (sw * fns.one(qv)[0] + sb), shape)
 
+    @single_threaded_blas
     def fixed_point(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None) -> FixedPoint:
         """q*, c*, χ₁, χ_q, χ_c and the regime at (σ_w², σ_b²) (floats or arrays, broadcast).
 
@@ -321,14 +325,17 @@ class MeanField:
         return FixedPoint(fp.sigma_w2, fp.sigma_b2, out["q"], out["c"], out["chi1"], out["chi_q"],
                           out["chi_c"], fp.regime, method, dps)
 
+    @single_threaded_blas
     def q_star(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None):
         """The fixed point q* of the q-map (inf if q grows without bound, 0 if it decays to 0)."""
         return self._scalar_fixed_point(sigma_w2, sigma_b2, q0, dps, "q_star", with_c=False)
 
+    @single_threaded_blas
     def c_star(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None):
         """The stable correlation fixed point c* (1 in the ordered phase; NaN without finite q*)."""
         return self._scalar_fixed_point(sigma_w2, sigma_b2, q0, dps, "c_star")
 
+    @single_threaded_blas
     def chi1_star(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None):
         """χ₁ = σ_w² ∫Dz φ′(√q* z)² at the fixed point (NaN without finite q*)."""
         return self._scalar_fixed_point(sigma_w2, sigma_b2, q0, dps, "chi1", with_c=False)
@@ -345,10 +352,12 @@ class MeanField:
         chi1[finite] = sw[finite] * self._functions.one(qs[finite])[2]
         return _output(chi1, shape)
 
+    @single_threaded_blas
     def depth_scales(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None) -> DepthScales:
         """ξ_q, ξ_c, ξ_∇ (and χ_q, χ_c, χ₁) at the fixed point (Schoenholz et al. 2017, eqs. 7-10)."""
         return DepthScales.of(self.fixed_point(sigma_w2, sigma_b2, q0=q0, dps=dps))
 
+    @single_threaded_blas
     def critical_point(self, sigma_b2, *, dps=None) -> CriticalPoint:
         """(σ_w², q*) where χ₁ = 1 at the given σ_b² (floats or arrays; `dps` for mpmath)."""
         (sb,), shape = self._numeric((sigma_b2, "sigma_b2"))
@@ -379,6 +388,7 @@ class MeanField:
                 out_w[i], out_q[i] = +w, +qv
         return out_w, out_q
 
+    @single_threaded_blas
     def critical_sigma_w2(self, sigma_b2, dps=None):
         """The critical σ_w² (χ₁ = 1) at σ_b²; a scalar σ_b² without one raises NoFixedPointError,
         arrays get NaN there."""
@@ -387,6 +397,7 @@ class MeanField:
             raise NoFixedPointError(self.critical_line().no_point_message(float(np.asarray(sigma_b2))))
         return value
 
+    @single_threaded_blas
     def propagate(self, depth: int, sigma_w2=None, sigma_b2=None, *, q1=1.0, c1=None) -> Trajectory:
         """q^l (and c^l for two inputs of equal variance) for l = 1..depth from q¹ (and c¹)."""
         (sw, sb, qv), _ = self._numeric((sigma_w2, "sigma_w2"), (sigma_b2, "sigma_b2"), (q1, "q1"))
@@ -402,6 +413,7 @@ class MeanField:
             qs.append(qn)
         return Trajectory(np.array(qs), np.array(cs) if c1 is not None else None)
 
+    @single_threaded_blas
     def gradients(self, depth: int, sigma_w2=None, sigma_b2=None, *, widths=None, q1=None) -> GradientRatios:
         """The backward pass: per-unit squared gradients with respect to the pre-activations,
         q̃^l / q̃^L = Π_{k=l}^{L-1} (M_{k+1}/M_k) σ_w² ∫Dz φ′(√q^k z)² (Schoenholz et al. 2017,
@@ -426,6 +438,7 @@ class MeanField:
         chi1 = sw[0] * self._functions.one([max(self.q_star(sw[0], sb[0]), 1e-300)])[2][0]
         return GradientRatios(qs, widths, delta, weight, float(_xi(chi1)))
 
+    @single_threaded_blas
     def phase_diagram(self, sigma_w2_grid, sigma_b2_grid, *, q0=1.0, stride: int = 8) -> PhaseDiagram:
         """q*, χ₁, c*, ξ_c on the grid σ_w2_grid × σ_b2_grid (indexed [i_w, i_b]) and the critical
         curve.  Large grids are solved on every `stride`-th row and column first; that solution
