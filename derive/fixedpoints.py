@@ -42,7 +42,7 @@ from derive.activations import Activation
 from derive.errors import NumericError
 from derive.gaussian import GaussianExpectation
 from derive.symbols import c, q
-from derive.tabulate import Table1D, Table2D
+from derive.tabulate import Table1D, Table2D, single_threaded_blas
 
 Q_MIN, Q_MAX = 1e-300, 1e300
 #: error bounds (relative to V, resp. D) asked of the sampled E φ(u)φ(v) and E φ′(u)φ′(v) without
@@ -179,6 +179,7 @@ class MapFunctions:
                 return 10.0**exponent
         raise NumericError("the Gaussian expectations of this activation overflow already at q = 100")
 
+    @single_threaded_blas
     def one(self, qv) -> np.ndarray:
         """(V, V′, D, D′) at q > 0: a (4, N) array."""
         qv = np.asarray(qv, dtype=float).ravel()
@@ -190,6 +191,7 @@ class MapFunctions:
         np.divide(slopes, qv, out=out[1::2])  # d/dq = (d/dt) / q
         return out
 
+    @single_threaded_blas
     def cd(self, qv, cv) -> np.ndarray:
         """C_d(q, c) = E φ′(u)φ′(v)."""
         qv, cv = np.broadcast_arrays(np.asarray(qv, float).ravel(), np.asarray(cv, float).ravel())
@@ -197,6 +199,7 @@ class MapFunctions:
             return self._table_cd(np.log(qv), cv)[0]
         return self._cd(qv, cv)
 
+    @single_threaded_blas
     def g(self, qv, cv, derivative: bool = False):
         """G(q, c) = (V − C)/(1 − c) (G(q, 1) = q D(q)), and ∂G/∂c with ``derivative=True``."""
         qv, cv = np.broadcast_arrays(np.asarray(qv, float).ravel(), np.asarray(cv, float).ravel())
@@ -214,10 +217,12 @@ class MapFunctions:
             slope = np.where(one, np.nan, (value - qv * self._cd(qv, cv)) / (1 - cv))
         return value, slope
 
+    @single_threaded_blas
     def g_slices(self, qv, cv):
         """G(q, ·) near c as per-point polynomials (tabulated activations only), or None."""
         return self._table_g.slices(np.log(qv), cv) if self.tabulated else None
 
+    @single_threaded_blas
     def c_numerator(self, qv, cv) -> np.ndarray:
         """C(q, c) = E φ(u)φ(v) = V(q) − (1 − c) G(q, c)."""
         qv, cv = np.broadcast_arrays(np.asarray(qv, float).ravel(), np.asarray(cv, float).ravel())

@@ -305,8 +305,8 @@ def test_tanh_tables_agree_with_direct_quadrature():
 
     fns = _map_functions(derive.activation("tanh"))
     rng = np.random.default_rng(1)
-    qv = np.exp(rng.uniform(-6, 2, 24))
-    cv = np.concatenate([rng.uniform(-1, 1, 16), 1 - np.geomspace(1e-6, 0.05, 8)])
+    qv = np.exp(rng.uniform(-6, 1.5, 16))
+    cv = np.concatenate([rng.uniform(-1, 1, 10), 1 - np.geomspace(1e-6, 0.05, 6)])
     sech2 = lambda t: 1 / np.cosh(t) ** 2  # noqa: E731
     V, Vq, D, _ = fns.one(qv)
     assert np.max(np.abs(V / np_expectation_1d(lambda t: np.tanh(t) ** 2, qv) - 1)) < 1e-12
@@ -417,3 +417,14 @@ def test_critical_points_need_a_stable_variance_fixed_point():
     assert set(path.regime.tolist()) == {Regime.ORDERED, Regime.Q_INFINITE}
     assert np.all(path.chi1[path.regime == Regime.ORDERED] < 1)
     assert MeanField("tanh").critical_point(0.05).sigma_w2 == pytest.approx(1.76095463961, abs=6e-12)
+
+
+def test_report_section_renders_formulas_figures_and_passing_checks(tmp_path):
+    from derive.report.meanfield import section
+
+    result = section(tmp_path)
+    assert result.checks and all(check.passed for check in result.checks), [
+        check for check in result.checks if not check.passed]
+    assert "$$" in result.markdown and "(2, 0)" in result.markdown
+    for name in ("meanfield_phase_tanh.png", "meanfield_critical_lines.png"):
+        assert f"figures/{name}" in result.markdown and (tmp_path / name).stat().st_size > 1000
