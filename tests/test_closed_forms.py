@@ -7,8 +7,7 @@ inner 1-D expectation is the 1-D engine (checked above against quadrature) and w
 integral is mpmath tanh-sinh, so that no 2-D rule is involved; (b) the published kernels
 (Williams 1997 arcsine, Cho & Saul 2009 arc-cosine J_n) evaluated with mpmath; (c) c = 0
 (factorises), c = ±1 (1-D quadrature), and Price's theorem ∂/∂c E[f(x)g(y)] =
-√(q₁q₂) E[f′(x)g′(y)].  The 2-D mpmath quadrature itself agrees to 1e-28 (ReLU and erf
-kernels) but takes minutes per point, too slow for this suite.
+√(q₁q₂) E[f′(x)g′(y)].  (d) The 2-D mpmath quadrature itself, at two points (seconds each).
 """
 
 import mpmath as mp
@@ -226,7 +225,8 @@ def test_builtin_expectations_are_closed_exactly_where_expected(name):
 
 @pytest.mark.parametrize("name", [n for n, row in BUILTIN_TABLE.items() if row[0] == CLOSED])
 def test_builtin_q_map_matches_quadrature(name):
-    check_1d(derive.activation(name).expr ** 2, (R(9, 10), 500))
+    oscillating = name in ("sin", "cos")  # the reference cannot resolve sin² at q = 500
+    check_1d(derive.activation(name).expr ** 2, (R(9, 10), 10 if oscillating else 500))
 
 
 @pytest.mark.parametrize("name", [n for n, row in BUILTIN_TABLE.items() if row[2] == CLOSED])
@@ -286,7 +286,7 @@ def check_2d(expr, points):
 
 # c = 0 and c = 1 also in test_zero_correlation_factorises_and_unit_correlation_is_the_limit
 POINTS_2D = [(R(1, 2), R(3, 2), R(3, 10)), (R(1, 10**6), 10**4, -R(9, 10)), (10**4, R(7, 3), NEAR_ONE),
-             (R(2, 3), R(2, 3), -NEAR_ONE), (3, R(1, 2), -1)]
+             (3, R(1, 2), -1)]
 
 CASES_2D = {
     "relu c-map": sp.Max(0, x) * sp.Max(0, y),
@@ -311,6 +311,17 @@ _FAR_POINTS = {"trig", "gaussian factors", "gelu"}  # q = 1e4: e^{-q} underflows
 def test_2d_rule_matches_iterated_reference(name):
     points = [p for p in POINTS_2D if name not in _FAR_POINTS or max(p[:2]) < 100]
     check_2d(CASES_2D[name], points)
+
+
+@pytest.mark.parametrize("body, params", [
+    (sp.Max(0, x) * sp.Max(0, y), (R(1, 2), R(3, 2), R(3, 10))),
+    (sp.Max(0, x) * y**2 * sp.Heaviside(y), (R(1, 3), R(5, 2), R(7, 10))),
+])
+def test_2d_against_2d_quadrature(body, params):
+    """The 2-D mpmath reference itself, at 30 digits (a few seconds per point)."""
+    closed = closed_form_2d(body, x, y, q1, q2, c)
+    value = num(closed, dict(zip((q1, q2, c), params, strict=True)))
+    assert_close(value, mp_expectation(body, (x, y), params, dps=30))
 
 
 def cho_saul_J(n):
