@@ -129,7 +129,7 @@ class MapFunctions:
         if far.any():
             C, error = self._dual.two(qv[far], qv[far], cc[far], tol=C_TOL)
             self._source_error = max(self._source_error, 16 * float(error))
-            g[far] = (self._dual.one(qv[far]) - C) / (1 - cc[far])
+            g[far] = (self._table1(t[far])[0] - C) / (1 - cc[far])
         near = np.flatnonzero(~far & (1 - cc >= 1 / 32))
         g[near] = qv[near] * self._table_cd.integral(t[near], cc[near])[0] / (1 - cc[near])
         closest = np.flatnonzero(1 - cc < 1 / 32)

@@ -210,8 +210,10 @@ class Table1D:
     def _ensure(self, t: np.ndarray) -> None:
         if not t.size:
             return
+        low, high = int(np.floor(t.min() / self.width)), int(np.floor(t.max() / self.width))
+        if high - low < 4096 and self._built.issuperset(range(low, high + 1)):
+            return
         k = np.floor(t / self.width).astype(np.int64)
-        low, high = int(k.min()), int(k.max())
         present = (np.flatnonzero(np.bincount(k - low)) + low if high - low < 4096 else np.unique(k))
         new = set(present.tolist()) - self._built
         for key in sorted(new):
