@@ -203,7 +203,10 @@ class MeanField:
         return r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}"
 
     def _repr_latex_(self) -> str:
-        return f"$\\displaystyle {_latex_of(self)}$"
+        """The recursion, marked as numerical where its integrals have no closed form."""
+        note = "" if self.is_closed_form else (
+            r" \quad \text{(no closed form: the integrals are evaluated numerically; see .method)}")
+        return f"$\\displaystyle {_latex_of(self)}{note}$"
 
     # --- numeric -------------------------------------------------------------------------------
 
@@ -390,6 +393,9 @@ class MeanField:
     @single_threaded_blas
     def propagate(self, depth: int, sigma_w2=None, sigma_b2=None, *, q1=1.0, c1=None) -> Trajectory:
         """q^l (and c^l for two inputs of equal variance) for l = 1..depth from q¹ (and c¹)."""
+        _check_depth(depth)
+        if c1 is not None and not -1 <= c1 <= 1:
+            raise DomainError(f"c1 = {c1} must be a correlation in [-1, 1]")
         (sw, sb, qv), _ = self._numeric((sigma_w2, "sigma_w2"), (sigma_b2, "sigma_b2"), (q1, "q1"))
         if sw.size != 1:
             raise DomainError("propagate takes one (sigma_w2, sigma_b2, q1); loop for several")
@@ -409,6 +415,7 @@ class MeanField:
         q̃^l / q̃^L = Π_{k=l}^{L-1} (M_{k+1}/M_k) σ_w² ∫Dz φ′(√q^k z)² (Schoenholz et al. 2017,
         eq. 13, gradient-independence assumption), along the forward variances q^l from q¹
         (default q*); widths = (M_1, ..., M_L) (default all equal)."""
+        _check_depth(depth)
         (sw, sb), _ = self._numeric((sigma_w2, "sigma_w2"), (sigma_b2, "sigma_b2"))
         if sw.size != 1:
             raise DomainError("gradients takes one (sigma_w2, sigma_b2); loop for several")
@@ -449,6 +456,11 @@ class MeanField:
         critical = self.critical_point(b)
         return PhaseDiagram(self.activation.name, w, b, fp.q_star, fp.chi1, fp.c_star, _xi(fp.chi_c),
                             fp.regime, critical.sigma_w2, fp.method)
+
+
+def _check_depth(depth) -> None:
+    if not isinstance(depth, int | np.integer) or depth < 1:
+        raise DomainError(f"depth = {depth!r} must be a positive integer (the number of layers)")
 
 
 def _coarse(n: int, stride: int) -> np.ndarray:

@@ -295,6 +295,10 @@ def test_bad_input_raises_derive_errors_with_a_hint():
         MeanField("erf").apply_c_map(1.0, 1.5, 2.0, 0.1)
     with pytest.raises(DomainError, match="free parameters"):
         MeanField("tanh(a*x)").q_star(1.0, 0.1)
+    with pytest.raises(DomainError, match="positive integer"):
+        MeanField("erf").gradients(-1, 1.5, 0.1)
+    with pytest.raises(DomainError, match="a number or an array"):
+        MeanField("erf").q_star("abc", 0.1)
 
 
 # --- the tables behind the numbers ----------------------------------------------------------------
