@@ -503,11 +503,19 @@ class MpFunctions:
 
 
 def mp_root(f, x0, dps: int):
-    """A root of f near x0 (secant method) at `dps` digits, checked to have converged."""
+    """A root of f near x0 (secant method) at `dps` digits, checked to have converged; x0 itself
+    when f vanishes there already (e.g. ReLU at (2, 0), where every q is fixed)."""
     with mp.workdps(dps + 10):
         x0 = mp.mpf(x0)
+        small = mp.mpf(10) ** (-dps - 2)
+        if abs(f(x0)) <= small * max(1, abs(x0)) ** 2 and abs(f(x0 * (1 + small))) <= small:
+            return x0
         x1 = x0 * (1 + mp.mpf(10) ** -7) if x0 else mp.mpf(10) ** -7
-        root = mp.findroot(f, (x0, x1), solver="secant", tol=mp.mpf(10) ** (-2 * dps - 10), maxsteps=60)
-        if abs(f(root)) > mp.mpf(10) ** (-dps - 2) * max(1, abs(root)):
+        try:
+            root = mp.findroot(f, (x0, x1), solver="secant", tol=mp.mpf(10) ** (-2 * dps - 10), maxsteps=60)
+        except (ValueError, ZeroDivisionError) as exc:
+            raise NumericError(f"the secant method at {dps} digits failed near {mp.nstr(x0, 8)}: "
+                               f"{exc}") from None
+        if abs(f(root)) > small * max(1, abs(root)):
             raise NumericError(f"the root at {dps} digits did not converge (residual {f(root)})")
     return root

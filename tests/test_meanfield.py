@@ -278,6 +278,10 @@ def test_no_fixed_point_cases_are_flagged_not_faked():
     assert fp.q_star[3] == 1.0 and fp.regime[3] == Regime.CRITICAL  # every q is fixed: q* = q0
     assert list(fp.regime_names) == ["Q_INFINITE", "Q_ZERO", "ORDERED", "CRITICAL"]
     assert MeanField("tanh").q_star(0.8, 0.0) == 0.0
+    exact = relu.fixed_point([2.0, 1.5, 1.0], [0.0, 0.0, 0.1], dps=20)  # flags survive refinement
+    assert exact.q_star[:2].tolist() == [1, 0] and mp.isnan(exact.c_star[1])
+    with mp.workdps(20):
+        assert exact.q_star[2] == mp.mpf("0.2")  # 0.1/(1 - 1/2), the decimals read exactly
 
 
 def test_bad_input_raises_derive_errors_with_a_hint():
