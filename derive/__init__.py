@@ -29,6 +29,7 @@ _LAZY = {
     "expect2": "derive.gaussian",
     "lambdify": "derive.numeric",
     "verify": "derive.verification",
+    "check": "derive.verification",
     "parse": "derive.parsing",
     "latex": "derive.printing",
     "symbols": "derive.symbols",
