@@ -3,7 +3,10 @@
 :func:`mp_expectation` is the high-precision reference: composite Gauss–Legendre
 quadrature in mpmath, in the standard-normal variables, split at the kinks of the
 integrand and graded towards them on the scale of its variance, at any number of
-digits, with an error estimate from a second rule of lower order.
+digits, with an error estimate from a second rule of lower order.  A 2-D integrand
+a(x)·b(y) with |c| <= 0.9 goes through the Mehler (Hermite) expansion with a
+rigorous tail bound (1-D projections only: ~0.3-2 s at 30 digits); others through
+iterated quadrature (~5-20 s at 30 digits).  Neither uses the closed-form rules.
 
 :func:`np_expectation_1d` and :func:`np_expectation_2d` are the vectorised float64
 counterparts (the same panels, numpy arrays over many parameters at once).
@@ -163,19 +166,20 @@ def _numeric_kinks(body, var) -> list:
 
 
 def _integrate(rule_of, check):
-    """Run `rule_of(digits)` → (high, low, E|f|) until the two rules agree to the target (relative to
-    E|f|), adding the digits that were missing; `check` names the integral in the error message."""
+    """Run `rule_of(digits)` → (value, error estimate, scale) until the error is below the target
+    relative to the scale (E|f| or a bound on it), adding the digits that were missing; `check`
+    names the integral in the error message."""
     target = mp.mp.dps - 8
     digits = target + 3
     for _ in range(_MP_RETRIES + 1):
-        high, low, absolute = rule_of(digits)
-        if not mp.isfinite(high):
-            raise NumericError(f"quadrature of {check} gave {high}: the integrand is not finite")
-        error, tolerance = abs(high - low), mp.mpf(10) ** -target * absolute
+        value, error, scale = rule_of(digits)
+        if not mp.isfinite(value):
+            raise NumericError(f"quadrature of {check} gave {value}: the integrand is not finite")
+        tolerance = mp.mpf(10) ** -target * scale
         if error <= tolerance:
-            return high
+            return value
         digits += 6 + (int(mp.log10(error / tolerance)) if tolerance else 10)
-    raise NumericError(f"quadrature of {check} did not converge to {target} digits (estimate {high}, "
+    raise NumericError(f"quadrature of {check} did not converge to {target} digits (estimate {value}, "
                        f"error estimate {error}); pass the kinks of a piecewise integrand")
 
 
@@ -198,7 +202,7 @@ def mp_expectation_1d(body: sp.Expr, x: sp.Symbol, q) -> mp.mpf:
             zs, ws = rule.nodes(ends, digits, which)
             values = [g(z) for z in zs]
             sums.append((mp.fdot(ws, values), mp.fdot(ws, map(abs, values))))
-        return sums[0][0], sums[1][0], sums[0][1]
+        return sums[0][0], abs(sums[0][0] - sums[1][0]), sums[0][1]
 
     return _integrate(rule_of, f"E[{body}] at q = {mp.nstr(q, 8)}")
 
@@ -207,6 +211,76 @@ def _separate(body: sp.Expr, x: sp.Symbol, y: sp.Symbol) -> tuple:
     """body = a(x) · b(x, y) with as much as possible in a (so it is evaluated once per outer node)."""
     a, b = body.as_independent(y, as_Add=False)
     return a, b
+
+
+_MEHLER_MAX_C = mp.mpf("0.9")
+
+
+def _mehler_rule(a_expr, b_expr, x, y, r1, r2, c):
+    """rule_of(digits) for E[a(u) b(v)] by the Mehler expansion (Mehler 1866; Kibble 1945)
+
+        E a(u) b(v) = Σ_k c^k α_k β_k,  α_k = E[a(√q1 z) h_k(z)],  β_k = E[b(√q2 z) h_k(z)],
+
+    h_k = He_k/√k! (orthonormal Hermite polynomials), truncated after K terms with the rigorous
+    bound |c|^{K+1} √(T_a T_b), T_a = E a² − Σ_{k≤K} α_k² (Cauchy–Schwarz on the tail).  The α_k,
+    β_k are Gauss–Legendre projections on panels split at the kinks of a and b, the recurrence
+    h_{k+1} = (z h_k − √k h_{k−1})/√(k+1) run in fixed-point integers (|h_k(z)| e^{−z²/4} ≤ 1.1, so
+    the reach is where e^{−z²/4} falls below the precision).  Error: difference from the
+    lower-order rule plus the tail bound."""
+    a, b = _mp_function(a_expr, (x,)), _mp_function(b_expr, (y,))
+    a_kinks = [k / r1 for k in _numeric_kinks(a_expr, x)]
+    b_kinks = [k / r2 for k in _numeric_kinks(b_expr, y)]
+    centres = [mp.mpf(0), *a_kinks, *b_kinks]
+    scales = [min(1 / r1, 1 / r2)] + [1 / r1] * len(a_kinks) + [1 / r2] * len(b_kinks)
+    log_c = math.log10(float(abs(c))) if c else -math.inf
+
+    def rule_of(digits):
+        terms = 1 if not c else math.ceil(-(digits + 2) / log_c)
+        reach = mp.sqrt(4 * math.log(10) * (digits + 1)) + 1
+        ends = _mp_ends(centres, scales, reach)
+        rule = _MPRule()
+        results = []
+        for which in (0, 1):
+            zs, ws = [], []
+            for lo, hi in zip(ends[:-1], ends[1:], strict=False):
+                nearest = 0.0 if lo < 0 < hi else float(min(abs(lo), abs(hi)))
+                needed = digits - nearest**2 / 4 / math.log(10)
+                n = max(4, math.ceil(0.45 * needed + 0.8 * math.sqrt(terms) * float(hi - lo)) + 6)
+                z, w = rule.panel(lo, hi, n + 4 * (1 - which))
+                zs += z
+                ws += w
+            results.append(_hermite_sums(zs, ws, [a(r1 * z) for z in zs], [b(r2 * z) for z in zs], c, terms))
+        (high, a2, b2, tail_a, tail_b), (low, *_) = results
+        tail = abs(c) ** (terms + 1) * mp.sqrt(max(tail_a, 0) * max(tail_b, 0))
+        return high, abs(high - low) + tail, mp.sqrt(a2 * b2)
+
+    return rule_of
+
+
+def _hermite_sums(zs, ws, a_values, b_values, c, terms: int):
+    """(Σ_k c^k α_k β_k, E a², E b², E a² − Σ α_k², E b² − Σ β_k²) from the weighted node values."""
+    bits = mp.mp.prec + 30
+    one = 1 << bits
+    fixed = lambda v: int(mp.ldexp(v, bits))  # noqa: E731
+    roots = [fixed(mp.sqrt(k)) for k in range(terms + 2)]
+    inverse_roots = [0] + [fixed(1 / mp.sqrt(k)) for k in range(1, terms + 2)]
+    alpha, beta = [0] * (terms + 1), [0] * (terms + 1)
+    a2 = b2 = mp.mpf(0)
+    for z, w, av, bv in zip(zs, ws, a_values, b_values, strict=True):
+        wa, wb, zi = fixed(w * av), fixed(w * bv), fixed(z)
+        a2 += w * av * av
+        b2 += w * bv * bv
+        previous, current = 0, one
+        for k in range(terms + 1):
+            alpha[k] += wa * current
+            beta[k] += wb * current
+            step = (zi * current - roots[k] * previous) >> bits
+            previous, current = current, step * inverse_roots[k + 1] >> bits
+    scale = mp.mpf(2) ** (-2 * bits)
+    alpha = [mp.mpf(v) * scale for v in alpha]
+    beta = [mp.mpf(v) * scale for v in beta]
+    total = mp.fsum(c**k * ak * bk for k, (ak, bk) in enumerate(zip(alpha, beta, strict=True)))
+    return total, a2, b2, a2 - mp.fsum(v * v for v in alpha), b2 - mp.fsum(v * v for v in beta)
 
 
 def mp_expectation_2d(body: sp.Expr, x: sp.Symbol, y: sp.Symbol, q1, q2, c) -> mp.mpf:
@@ -219,6 +293,10 @@ def mp_expectation_2d(body: sp.Expr, x: sp.Symbol, y: sp.Symbol, q1, q2, c) -> m
         return mp_expectation_1d(body.xreplace({y: ratio * x}), x, q1)
     r1, r2, r = mp.sqrt(q1), mp.sqrt(q2), mp.sqrt((1 - c) * (1 + c))
     outer_part, inner_part = _separate(body, x, y)
+    where = ", ".join(mp.nstr(v, 8) for v in (q1, q2, c))
+    if x not in inner_part.free_symbols and abs(c) <= _MEHLER_MAX_C:
+        check = f"E[{body}] at (q1, q2, c) = ({where}) by the Mehler expansion"
+        return _integrate(_mehler_rule(outer_part, inner_part, x, y, r1, r2, c), check)
     a, b = _mp_function(outer_part, (x,)), _mp_function(inner_part, (x, y))
     f = _mp_function(body, (x, y))
     _check_tails(lambda z: f(r1 * z, r2 * c * z) * mp.npdf(z))
@@ -249,9 +327,8 @@ def mp_expectation_2d(body: sp.Expr, x: sp.Symbol, y: sp.Symbol, q1, q2, c) -> m
                 values.append(scale * mp.fdot(inner_w, g))
                 absolute.append(abs(scale) * mp.fdot(inner_w, map(abs, g)))
             sums.append((mp.fdot(ws, values), mp.fdot(ws, absolute)))
-        return sums[0][0], sums[1][0], sums[0][1]
+        return sums[0][0], abs(sums[0][0] - sums[1][0]), sums[0][1]
 
-    where = ", ".join(mp.nstr(v, 8) for v in (q1, q2, c))
     return _integrate(rule_of, f"E[{body}] at (q1, q2, c) = ({where})")
 
 

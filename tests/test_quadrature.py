@@ -9,7 +9,7 @@ import sympy as sp
 
 import derive
 from derive.quadrature import mp_expectation, np_expectation_1d, np_expectation_2d
-from derive.symbols import x
+from derive.symbols import x, y
 
 Q_GRID = [1e-6, 1e-3, 0.1, 1.0, 3.7, 50.0, 1e4]
 C_GRID = [-1.0, -1 + 1e-9, -0.6, 0.0, 0.35, 0.99, 1 - 1e-7, 1.0]
@@ -166,3 +166,38 @@ def test_parameters_pass_through_to_a_two_dimensional_integrand():
             c = mp.mpf(0.4)
             reference = (1 - s) ** 2 * _arccos_kernel(1, 1, c, "relu") + (1 - s) * s * c + s * s * c
             assert abs(value - reference) <= 1e-13
+
+
+@pytest.mark.parametrize("q1, q2, c", [(1.0, 1.0, 0.5), (0.2, 3.0, -0.85), (40.0, 0.5, 0.9)])
+def test_two_dimensional_tanh_and_hard_tanh_match_mp_expectation(q1, q2, c):
+    cases = [(sp.tanh(x) * sp.tanh(y), lambda u, v: np.tanh(u) * np.tanh(v), (), ()),
+             (_sp_hard_tanh(x) * _sp_hard_tanh(y), lambda u, v: _hard_tanh(u) * _hard_tanh(v),
+              (-1, 1), (-1, 1))]
+    for body, f, kx, ky in cases:
+        value = np_expectation_2d(f, q1, q2, c, kx, ky)
+        reference = mp_expectation(body, (x, y), tuple(sp.Float(p, 30) for p in (q1, q2, c)), dps=20)
+        assert _relative_error(value, reference) <= 1e-12, (body, q1, q2, c)
+
+
+def test_near_degenerate_two_dimensional_reference_by_iterated_quadrature():
+    """|c| > 0.9 and non-separable integrands take the iterated (not the Mehler) path."""
+    point = tuple(sp.Float(p, 30) for p in (0.7, 1.3, -0.97))
+    value = np_expectation_2d(lambda u, v: np.tanh(u) * np.tanh(v), *map(float, point))
+    reference = mp_expectation(sp.tanh(x) * sp.tanh(y), (x, y), point, dps=15)
+    assert _relative_error(value, reference) <= 1e-12
+    with mp.workdps(20):  # E[max(u, v)] = sqrt((q1 + q2 - 2 c sqrt(q1 q2)) / (2 pi))
+        exact = mp.sqrt((point[0] + point[1] - 2 * point[2] * mp.sqrt(point[0] * point[1])) / (2 * mp.pi))
+        assert abs(mp_expectation(sp.Max(x, y), (x, y), point, dps=15) - exact) <= 1e-14 * exact
+
+
+def test_both_two_dimensional_reference_paths_against_characteristic_functions():
+    """Separable (Mehler path): E[exp(u/3) cos v] = exp(q1/18 - q2/2) cos(c sqrt(q1 q2)/3);
+    non-separable (iterated path): E[cos(u - v)] = exp(-(q1 + q2 - 2 c sqrt(q1 q2))/2)."""
+    point = (sp.Integer(2), sp.Integer(1), sp.Rational(7, 10))
+    with mp.workdps(40):
+        q1, q2, c = mp.mpf(2), mp.mpf(1), mp.mpf(7) / 10
+        separable = mp.exp(q1 / 18 - q2 / 2) * mp.cos(c * mp.sqrt(q1 * q2) / 3)
+        assert abs(mp_expectation(sp.exp(x / 3) * sp.cos(y), (x, y), point, dps=30) - separable) \
+            <= 1e-30 * separable
+        joint = mp.exp(-(q1 + q2 - 2 * c * mp.sqrt(q1 * q2)) / 2)
+        assert abs(mp_expectation(sp.cos(x - y), (x, y), point, dps=15) - joint) <= 1e-15 * joint
