@@ -80,22 +80,25 @@ class DualKernel:
 
     activation: Activation
 
-    @cached_property
-    def forms(self) -> dict:
-        """The four expectations as SymPy expressions (closed forms or unevaluated)."""
-        phi, dphi = self.activation(x), self.activation.derivative(x)
-        phi_y, dphi_y = self.activation(y), self.activation.derivative(y)
-        return {"V": expect(phi**2, x, q), "D": expect(dphi**2, x, q),
-                "C": expect2(phi * phi_y, x, y, q1, q2, c), "Cd": expect2(dphi * dphi_y, x, y, q1, q2, c)}
+    def form(self, name: str) -> sp.Expr:
+        """The expectation `name` (V, D, C or Cd) as a SymPy expression (closed form or unevaluated);
+        D and C_d raise :class:`DivergenceError` when φ′ has a jump (a Dirac delta)."""
+        return _form(self.activation, name)
 
     def closed(self, name: str) -> bool:
-        """True when the expectation `name` (V, D, C or Cd) has a closed form."""
-        return not self.forms[name].has(GaussianExpectation)
+        """True when the expectation `name` has a closed form."""
+        return not self.form(name).has(GaussianExpectation)
 
     @cached_property
     def method(self) -> str:
         """How the Gram entries are computed, in words."""
-        if all(self.closed(n) for n in self.forms):
+        names = ["V", "C"]
+        try:
+            self.form("D"), self.form("Cd")
+            names += ["D", "Cd"]
+        except DivergenceError:
+            pass
+        if all(self.closed(n) for n in names):
             return "closed form"
         if self.activation.is_smooth:
             return "Mehler-Hermite expansion with tail bound (quadrature near |c| = 1 if needed)"
@@ -113,27 +116,24 @@ class DualKernel:
 
     @cached_property
     def _dphi(self):
-        d = self.activation.derivative(x)
-        if _has_delta(d):
-            raise DivergenceError(
-                f"the NTK of {self.activation.name} is not defined: φ′ contains a Dirac delta, so "
-                "E φ′(u)φ′(v) diverges; ask for the NNGP only (net.nngp(X))")
-        return numpy_function(d, (x,))
+        if _has_delta(self.activation.derivative(x)):
+            self.form("D")  # raises DivergenceError with the explanation
+        return numpy_function(self.activation.derivative(x), (x,))
 
-    @cached_property
-    def _closed_functions(self) -> dict:
-        out = {}
-        for name, form in self.forms.items():
-            if self.closed(name) and not _has_delta(form):
-                out[name] = numpy_function(form, (q,) if name in "VD" else (q1, q2, c))
-        return out
+    @lru_cache(maxsize=8)  # noqa: B019 - one entry per name, kept with the (cached) instance
+    def _closed_function(self, name: str):
+        """The lambdified closed form of `name`, or None."""
+        form = self.form(name)
+        if form.has(GaussianExpectation) or _has_delta(form):
+            return None
+        return numpy_function(form, (q,) if name in "VD" else (q1, q2, c))
 
     def one(self, qv: np.ndarray, derivative: bool = False) -> np.ndarray:
         """V(q) (or D(q)) elementwise over an array of variances."""
         self._check_numeric()
-        name = "D" if derivative else "V"
-        if name in self._closed_functions:
-            return np.array(self._closed_functions[name](qv), dtype=float)
+        closed = self._closed_function("D" if derivative else "V")
+        if closed is not None:
+            return np.array(closed(qv), dtype=float)
         from derive.quadrature import np_expectation_1d
 
         f = self._dphi if derivative else self._phi
@@ -149,9 +149,9 @@ class DualKernel:
         """C (or C_d) at broadcasting arrays qa (n, 1), qb (1, n), cv (n, n): (values, error bound),
         the bound relative to √(V(qa) V(qb)) (resp. D)."""
         self._check_numeric()
-        name = "Cd" if derivative else "C"
-        if name in self._closed_functions:
-            return np.array(self._closed_functions[name](qa, qb, cv), dtype=float), 0.0
+        closed = self._closed_function("Cd" if derivative else "C")
+        if closed is not None:
+            return np.array(closed(qa, qb, cv), dtype=float), 0.0
         f = self._dphi if derivative else self._phi
         if self.activation.is_smooth:
             return _mehler(f, qa, qb, cv, self.one(_unique(qa, qb)[0], derivative), tol)
@@ -162,6 +162,21 @@ class DualKernel:
         C, e1 = self.two(qa, qb, cv, False, tol)
         Cd, e2 = self.two(qa, qb, cv, True, tol)
         return C, Cd, max(e1, e2)
+
+
+@lru_cache(maxsize=512)
+def _form(act: Activation, name: str) -> sp.Expr:
+    phi, dphi = (act(x), act(y)), (act.derivative(x), act.derivative(y))
+    if name in ("D", "Cd") and _has_delta(dphi[0]):
+        raise DivergenceError(
+            f"the NTK of {act.name} is not defined: φ′ contains a Dirac delta, so E φ′(u)φ′(v) "
+            "diverges; ask for the NNGP only (net.nngp(X))")
+    if name == "V":
+        return expect(phi[0] ** 2, x, q)
+    if name == "D":
+        return expect(dphi[0] ** 2, x, q)
+    f = phi if name == "C" else dphi
+    return expect2(f[0] * f[1], x, y, q1, q2, c)
 
 
 @lru_cache(maxsize=128)

@@ -217,25 +217,25 @@ class Layer:
 
         return recursion(self, equal_variances=equal_variances)
 
-    def kernels(self, X, *, tol: float = 1e-12):
+    def kernels(self, X, *, tol: float = 1e-12, ntk: bool = True):
         """NNGP and NTK Gram matrices of the rows of X (:func:`derive.ntk.kernels`)."""
         from derive.ntk import kernels
 
-        return kernels(self, X, tol=tol)
+        return kernels(self, X, tol=tol, ntk=ntk)
 
     def nngp(self, X, *, tol: float = 1e-12):
         """The NNGP Gram matrix of the rows of X, as a :class:`derive.ntk.Gram`."""
-        return self.kernels(X, tol=tol).nngp
+        return self.kernels(X, tol=tol, ntk=False).nngp
 
     def ntk(self, X, *, tol: float = 1e-12):
         """The NTK Gram matrix of the rows of X, as a :class:`derive.ntk.Gram`."""
         return self.kernels(X, tol=tol).ntk
 
-    def kernels_mp(self, x1, x2, dps: int = 30):
+    def kernels_mp(self, x1, x2, dps: int = 30, *, ntk: bool = True):
         """NNGP and NTK of two inputs at `dps` digits (:func:`derive.ntk.kernels_mp`)."""
         from derive.ntk import kernels_mp
 
-        return kernels_mp(self, x1, x2, dps=dps)
+        return kernels_mp(self, x1, x2, dps=dps, ntk=ntk)
 
     def _repr_latex_(self) -> str:
         from derive.printing import latex

@@ -34,6 +34,7 @@ import sympy as sp
 
 from derive.dual import dual_kernel
 from derive.errors import DomainError, NumericError
+from derive.gaussian import GaussianExpectation
 from derive.layers import Algebra, KernelState, Kind
 from derive.symbols import c, q, q1, q2
 
@@ -90,14 +91,15 @@ class PairKernels:
     """NNGP and NTK of two inputs at `dps` digits: 2×2 mpmath matrices [[x·x, x·x′], [x′·x, x′·x′]]."""
 
     nngp: mp.matrix = field(repr=False)
-    ntk: mp.matrix = field(repr=False)
+    ntk: mp.matrix | None = field(repr=False)
     dps: int
     method: str
 
     def __repr__(self) -> str:
         with mp.workdps(self.dps):
             show = lambda m: [[mp.nstr(m[i, j], 12) for j in range(2)] for i in range(2)]  # noqa: E731
-            return f"PairKernels(nngp={show(self.nngp)}, ntk={show(self.ntk)}, dps={self.dps})"
+            ntk = show(self.ntk) if self.ntk is not None else None
+            return f"PairKernels(nngp={show(self.nngp)}, ntk={ntk}, dps={self.dps})"
 
 
 # --- float64 ------------------------------------------------------------------------------------
@@ -222,8 +224,8 @@ class MpAlgebra(Algebra):
 
     name = "mpmath"
 
-    def __init__(self, dps: int):
-        self.dps = dps
+    def __init__(self, dps: int, with_ntk: bool = True):
+        self.dps, self.with_ntk = dps, with_ntk
         self.prec = dps + 10
         self.methods: dict[str, str] = {}
 
@@ -241,9 +243,10 @@ class MpAlgebra(Algebra):
 
     def activation(self, act, s: KernelState) -> KernelState:
         dual = dual_kernel(act)
-        self.methods[act.name] = "closed form" if all(dual.closed(n) for n in dual.forms) else \
-            "closed form where derived, mpmath quadrature otherwise"
-        forms = dual.forms
+        forms = {name: dual.form(name) for name in ("V", "C", "D", "Cd")[:4 if self.with_ntk else 2]}
+        closed = all(not f.has(GaussianExpectation) for f in forms.values())
+        self.methods[act.name] = ("closed form" if closed
+                                  else "closed form where derived, mpmath quadrature otherwise")
         corr = s.k12 / sp.sqrt(s.k11 * s.k22) if (s.k11 * s.k22) != 0 else sp.S.Zero
         corr = max(min(self.number(corr), sp.S.One), -sp.S.One)
 
@@ -253,13 +256,15 @@ class MpAlgebra(Algebra):
         def two(name):
             return self.number(forms[name].xreplace({q1: s.k11, q2: s.k22, c: corr}))
 
+        k = (one("V", s.k11), one("V", s.k22), two("C"))
+        if not self.with_ntk:
+            return KernelState(*k, s.t11, s.t22, s.t12, s.chi)
         d11 = one("D", s.k11)
-        return KernelState(one("V", s.k11), one("V", s.k22), two("C"), s.t11 * d11,
-                           s.t22 * one("D", s.k22), s.t12 * two("Cd"), s.chi * d11)
+        return KernelState(*k, s.t11 * d11, s.t22 * one("D", s.k22), s.t12 * two("Cd"), s.chi * d11)
 
 
-def kernels_mp(net, x1, x2, dps: int = 30) -> PairKernels:
-    """NNGP and NTK of two inputs at `dps` significant digits (mpmath).
+def kernels_mp(net, x1, x2, dps: int = 30, *, ntk: bool = True) -> PairKernels:
+    """NNGP and NTK (None with ``ntk=False``) of two inputs at `dps` significant digits (mpmath).
 
     Closed-form layers cost nothing; numerical ones evaluate their defining integrals by
     mpmath quadrature (slow for 2-D integrals: seconds to minutes per layer at 30 digits).
@@ -270,7 +275,7 @@ def kernels_mp(net, x1, x2, dps: int = 30) -> PairKernels:
     if len(a) != len(b):
         raise DomainError(f"x1 and x2 have different lengths ({len(a)} and {len(b)})")
     _check_network(net)
-    algebra = MpAlgebra(dps)
+    algebra = MpAlgebra(dps, ntk)
     d = len(a)
     with mp.workdps(algebra.prec):
         k11, k22, k12 = (algebra.number(sp.Float(mp.fsum(ui * vi for ui, vi in zip(u, v, strict=True)) / d,
@@ -281,9 +286,10 @@ def kernels_mp(net, x1, x2, dps: int = 30) -> PairKernels:
     with mp.workdps(dps):
         as_mp = lambda v: +mp.mpf(sp.Float(v, algebra.prec)._mpf_)  # noqa: E731
         nngp = mp.matrix([[as_mp(out.k11), as_mp(out.k12)], [as_mp(out.k12), as_mp(out.k22)]])
-        ntk = mp.matrix([[as_mp(out.t11), as_mp(out.t12)], [as_mp(out.t12), as_mp(out.t22)]])
+        theta = (mp.matrix([[as_mp(out.t11), as_mp(out.t12)], [as_mp(out.t12), as_mp(out.t22)]])
+                 if ntk else None)
     method = "; ".join(f"{k}: {v}" for k, v in algebra.methods.items()) or "no activation"
-    return PairKernels(nngp, ntk, dps, method)
+    return PairKernels(nngp, theta, dps, method)
 
 
 def _mp_vector(v) -> list:
