@@ -45,18 +45,46 @@ from derive.heaviside_form import Unsupported, reduce_deltas, to_heaviside
 _TRIG = (sp.sin, sp.cos)
 
 
+_STAND_INS = (sp.Dummy("v1", positive=True), sp.Dummy("v2", positive=True), sp.Dummy("r", real=True))
+
+
 def closed_form_1d(expr, x, q) -> sp.Expr | None:
     """E[expr] for x ~ N(0, q) in closed form, or None."""
-    return _closed_form(sp.sympify(expr), (x,), (sp.sympify(q),), sp.S.Zero)
+    (q,), back = _stand_ins((sp.sympify(q),))
+    return _substituted(_closed_form(sp.sympify(expr), (x,), (q,), sp.S.Zero), back)
 
 
 def closed_form_2d(expr, x, y, q1, q2, c) -> sp.Expr | None:
     """E[expr] for (x, y) centred Gaussian, Var x = q1, Var y = q2, corr = c; or None."""
-    expr, q1, q2, c = map(sp.sympify, (expr, q1, q2, c))
+    expr = sp.sympify(expr)
+    (q1, q2, c), back = _stand_ins(tuple(map(sp.sympify, (q1, q2, c))))
     unit = c.is_number and ((c - 1).is_zero or (c + 1).is_zero)
     if unit and not (q1.is_zero or q2.is_zero):
-        return closed_form_1d(expr.xreplace({y: c * sp.sqrt(q2) / sp.sqrt(q1) * x}), x, q1)
-    return _closed_form(expr, (x, y), (q1, q2), c)
+        at_unit = expr.xreplace({y: c * sp.sqrt(q2) / sp.sqrt(q1) * x})
+        return _substituted(_closed_form(at_unit, (x,), (q1,), sp.S.Zero), back)
+    return _substituted(_closed_form(expr, (x, y), (q1, q2), c), back)
+
+
+def _stand_ins(parameters: tuple):
+    """Compound symbolic parameters (σ_w² q + σ_b²) replaced by positive (variances) or real
+    (correlation) dummies, equal parameters by the same one: the rules then simplify as for
+    a plain q, and one derivation serves every parametrisation (cache)."""
+    out, back = [], {}
+    for p, dummy in zip(parameters, _STAND_INS[:1] if len(parameters) == 1 else _STAND_INS,
+                        strict=True):
+        wanted = p.is_positive if dummy.is_positive else p.is_real
+        if p.is_number or (p.is_Symbol and wanted):
+            out.append(p)
+            continue
+        known = next((d for d, value in back.items() if value == p), None)
+        if known is None:
+            back[dummy], known = p, dummy
+        out.append(known)
+    return tuple(out), back
+
+
+def _substituted(result, back: dict):
+    return result if result is None or not back else result.xreplace(back)
 
 
 @lru_cache(maxsize=4096)
