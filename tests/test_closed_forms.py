@@ -409,3 +409,19 @@ def test_bivariate_polynomial_moments(monomials):
     moment = lambda n: 0 if n % 2 else sp.factorial2(n - 1)  # noqa: E731
     dz = sum(k * moment(a) * moment(b) for (a, b), k in expanded.terms())
     assert sp.expand(closed_form_2d(poly, x, y, q1, q2, c) - dz) == 0
+
+
+def test_compound_variances_substitute_back():
+    """q = σ_w² q + σ_b² (the mean-field map's argument) is derived as a plain variance."""
+    from derive.symbols import sigma_b2, sigma_w2
+
+    Q = sigma_w2 * q + sigma_b2
+    relu = derive.activation("relu")
+    theta = sp.acos(c)
+    assert sp.expand(closed_form_1d(relu.expr**2, x, Q) - Q / 2) == 0
+    kernel = closed_form_2d(relu.expr * relu(y), x, y, Q, Q, c)
+    assert sp.simplify(kernel - Q * (sp.sin(theta) + (sp.pi - theta) * c) / (2 * sp.pi)) == 0
+    gelu = derive.activation("gelu").expr
+    point = {sigma_w2: R(3, 2), sigma_b2: R(1, 20), q: R(2, 3)}
+    reference = mp_expectation(gelu**2, (x,), (Q.xreplace(point),), dps=DPS)
+    assert_close(num(closed_form_1d(gelu**2, x, Q), point), reference)
