@@ -15,7 +15,10 @@ they never return a partial answer.  The pipeline:
 A delta at a point where the rest of the integrand jumps (Θ(x)δ(x)) is
 ambiguous and gives None, unless the jumping part vanishes there to the order of
 the delta.  Symbolic variances are taken positive and a symbolic c to lie in
-(−1, 1); a numeric c = ±1 reduces to 1-D (y = ±√(q2/q1) x).
+(−1, 1); a numeric c = ±1 reduces to 1-D (y = ±√(q2/q1) x).  A growing Gaussian
+factor e^{ax²} with 2aq ≥ 1 raises :class:`~derive.errors.DivergenceError` (numbers) or
+gives ``Piecewise((value, 2aq < 1), (oo, True))`` (nan when the integrand's sign is
+unknown) for symbols.  Results are cached in memory.
 
 >>> import sympy as sp
 >>> from derive.symbols import x, y, q, q1, q2, c
@@ -29,6 +32,8 @@ sqrt(q_1)*sqrt(q_2)*(c*(pi - acos(c)) + sqrt(1 - c**2))/(2*pi)
 exp(-2*q)*cos(1)
 >>> closed_form_1d(sp.tanh(x), x, q) is None
 True
+>>> closed_form_1d(sp.exp(x**2 / 4), x, q)
+Piecewise((1/sqrt(1 - q/2), q < 2), (oo, True))
 """
 
 from __future__ import annotations
