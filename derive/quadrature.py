@@ -245,7 +245,7 @@ def _mehler_rule(a_expr, b_expr, x, y, r1, r2, c):
             for lo, hi in zip(ends[:-1], ends[1:], strict=False):
                 nearest = 0.0 if lo < 0 < hi else float(min(abs(lo), abs(hi)))
                 needed = digits - nearest**2 / 4 / math.log(10)
-                n = max(4, math.ceil(0.45 * needed + 0.8 * math.sqrt(terms) * float(hi - lo)) + 6)
+                n = max(4, math.ceil(0.45 * needed + 0.35 * math.sqrt(terms) * float(hi - lo)) + 4)
                 z, w = rule.panel(lo, hi, n + 4 * (1 - which))
                 zs += z
                 ws += w
