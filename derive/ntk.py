@@ -36,6 +36,7 @@ from derive.dual import dual_kernel
 from derive.errors import DomainError, NumericError
 from derive.gaussian import GaussianExpectation
 from derive.layers import Algebra, KernelState, Kind
+from derive.parsing import as_expr
 from derive.symbols import c, q, q1, q2
 
 __all__ = ["Gram", "Kernels", "PairKernels", "kernels", "kernels_mp"]
@@ -271,7 +272,7 @@ def kernels_mp(net, x1, x2, dps: int = 30, *, ntk: bool = True) -> PairKernels:
     """
     if not isinstance(dps, int) or dps < 15:
         raise DomainError(f"dps = {dps!r} must be an integer >= 15")
-    a, b = _mp_vector(x1), _mp_vector(x2)
+    a, b = _mp_vector(x1, dps + 20), _mp_vector(x2, dps + 20)
     if len(a) != len(b):
         raise DomainError(f"x1 and x2 have different lengths ({len(a)} and {len(b)})")
     _check_network(net)
@@ -292,7 +293,8 @@ def kernels_mp(net, x1, x2, dps: int = 30, *, ntk: bool = True) -> PairKernels:
     return PairKernels(nngp, theta, dps, method)
 
 
-def _mp_vector(v) -> list:
+def _mp_vector(v, digits: int) -> list:
+    """An input as mpmath numbers: decimal strings and SymPy numbers to `digits` digits, floats exactly."""
     if isinstance(v, str):
         raise DomainError("an input must be a sequence of numbers, not a string")
     items = list(np.atleast_1d(np.asarray(v, dtype=object)).ravel())
@@ -300,8 +302,15 @@ def _mp_vector(v) -> list:
         raise DomainError("an input must have at least one feature")
     out = []
     for item in items:
-        value = sp.sympify(item) if not isinstance(item, sp.Basic) else item
+        if isinstance(item, str):
+            try:
+                value = sp.Float(item.strip(), digits)
+            except ValueError:
+                value = as_expr(item)
+        else:
+            value = sp.sympify(item) if not isinstance(item, sp.Basic) else item
         if not value.is_number or value.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or value.is_real is False:
             raise DomainError(f"input entry {item!r} is not a finite real number")
-        out.append(mp.mpf(sp.Float(value, 60)._mpf_) if not isinstance(item, mp.mpf) else item)
+        with mp.workdps(digits):  # an mpf is rounded to the working precision when made
+            out.append(mp.mpf(sp.Float(value.evalf(digits), digits)._mpf_))
     return out
