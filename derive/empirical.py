@@ -9,7 +9,8 @@ forward and a random read-out g = vᵀf/√M (v ~ N(0, I), one per probe) backwa
   where H is the layer's input and Δ (n × M_out) the back-propagated read-out at its output:
   the parameter Jacobian, layer by layer, without forming it (E_v of the probe average is
   the per-unit NTK of the output);
-* the backward factor χ̂ = ‖∂g/∂x‖² / ‖∂g/∂f‖² per input.
+* the backward factor χ̂ = ‖∂g/∂x‖² / ‖∂g/∂f‖² per input (at the raw input x of dimension d
+  it carries an O(1/d) term, E[(W·x̂)² φ′(h)²] ≠ E φ′(h)², absent for ReLU: use d ≫ 1).
 
 Each seed draws a new network (weights, dropout masks, probes); :class:`Empirical` keeps
 the samples, so tolerances follow from their spread (:meth:`Empirical.zscores`).

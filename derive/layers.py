@@ -243,6 +243,11 @@ class Layer:
         return f"$\\displaystyle {latex(self)}$"
 
 
+def _show(value: sp.Expr) -> str:
+    """A parameter as typed: floats shortest (0.1, not 0.100000000000000), the rest as SymPy prints."""
+    return repr(float(value)) if isinstance(value, sp.Float) else str(value)
+
+
 def _variance(value, owner: str, name: str) -> sp.Expr:
     value = as_expr(value)
     if value.is_number and (value.has(sp.nan, sp.zoo) or value.is_real is False or not value.is_finite):
@@ -277,7 +282,7 @@ class Dense(Layer):
         return True
 
     def __repr__(self) -> str:
-        return f"Dense({self.sigma_w2}, {self.sigma_b2})"
+        return f"Dense({_show(self.sigma_w2)}, {_show(self.sigma_b2)})"
 
     def _latex(self, printer) -> str:
         return rf"\mathrm{{Dense}}({printer._print(self.sigma_w2)}, {printer._print(self.sigma_b2)})"
@@ -343,7 +348,7 @@ class Dropout(Layer):
         return Kind.CENTRED if incoming is Kind.GAUSSIAN else incoming
 
     def __repr__(self) -> str:
-        return f"Dropout({self.keep})"
+        return f"Dropout({_show(self.keep)})"
 
     def _latex(self, printer) -> str:
         return rf"\mathrm{{Dropout}}({printer._print(self.keep)})"
@@ -427,7 +432,7 @@ class Residual(Layer):
         inner = x
         for act in acts:
             inner = act(inner)
-        name = f"x + {self.alpha}*{'∘'.join(a.name for a in reversed(acts))}(x)"
+        name = f"x + {_show(self.alpha)}*{'∘'.join(a.name for a in reversed(acts))}(x)"
         return Activation.from_expr(x + self.alpha * inner, name=name, source="residual branch")
 
     def apply(self, s: KernelState, algebra) -> KernelState:
@@ -447,7 +452,7 @@ class Residual(Layer):
         return _join(incoming, out)
 
     def __repr__(self) -> str:
-        return f"Residual({self.branch!r}, alpha={self.alpha})"
+        return f"Residual({self.branch!r}, alpha={_show(self.alpha)})"
 
     def _latex(self, printer) -> str:
         return rf"\left(\mathrm{{id}} + {printer._print(self.alpha)}\, {printer._print(self.branch)}\right)"

@@ -77,10 +77,12 @@ class Gram:
 
 @dataclass(frozen=True, eq=False)
 class Kernels:
-    """The NNGP and NTK Gram matrices of one evaluation."""
+    """The NNGP and NTK Gram matrices of one evaluation, and the backward factor χ of each input
+    (the growth of a squared gradient norm from the output back to the input; None with the NNGP only)."""
 
     nngp: Gram
     ntk: Gram | None
+    chi: np.ndarray | None = None
 
     @property
     def method(self) -> str:
@@ -199,14 +201,12 @@ def kernels(net, X, *, tol: float = 1e-12, ntk: bool = True) -> Kernels:
     nngp = _assemble(out.k12, out.k11, n)
     method = algebra.method
     grams = [Gram("NNGP", nngp, method, algebra.error)]
-    if ntk:
-        grams.append(Gram("NTK", _assemble(out.t12, out.t11, n), method, algebra.error))
-    else:
-        grams.append(None)
+    grams.append(Gram("NTK", _assemble(out.t12, out.t11, n), method, algebra.error) if ntk else None)
     for gram in grams:
         if gram is not None and not np.all(np.isfinite(gram.matrix)):
             raise NumericError(f"the {gram.name} Gram has non-finite entries ({method})")
-    return Kernels(*grams)
+    chi = np.array(np.broadcast_to(out.chi, (n, 1))[:, 0]) if ntk else None
+    return Kernels(*grams, chi)
 
 
 def _assemble(off: np.ndarray, diag: np.ndarray, n: int) -> np.ndarray:
