@@ -10,7 +10,8 @@ find one, e.g. the arc-cosine kernel of ReLU, Cho & Saul 2009, and the arcsine k
 erf, Williams 1997) and evaluates them in float64 on whole Gram matrices:
 
 * closed forms are lambdified once;
-* 1-D expectations without one go through :func:`derive.quadrature.np_expectation_1d`;
+* 1-D expectations without one by the trapezoid rule below (smooth φ) or
+  :func:`derive.quadrature.np_expectation_1d` (kinked φ);
 * 2-D expectations of a smooth φ through the Mehler (Hermite) expansion
 
       E φ(u)φ(v) = Σ_k c^k a_k(q₁) a_k(q₂),   a_k(q) = E[φ(√q z) He_k(z)] / √k!,
@@ -49,7 +50,7 @@ from derive.gaussian import GaussianExpectation, expect, expect2
 from derive.symbols import c, q, q1, q2, x, y
 
 #: largest number of Mehler terms; entries whose tail bound is not met by then use quadrature
-K_MAX = 400
+K_MAX = 383
 #: trapezoid step of the Hermite projections (halved until the coefficients agree)
 _STEP = 0.0625
 
@@ -134,10 +135,12 @@ class DualKernel:
         closed = self._closed_function("D" if derivative else "V")
         if closed is not None:
             return np.array(closed(qv), dtype=float)
-        from derive.quadrature import np_expectation_1d
-
         f = self._dphi if derivative else self._phi
         square = lambda t: f(t) ** 2  # noqa: E731
+        if self.activation.is_smooth:  # the rule of the Mehler coefficients: consistent tails
+            return smooth_expectation(square, qv)
+        from derive.quadrature import np_expectation_1d
+
         return np.asarray(np_expectation_1d(square, qv, self._kinks), dtype=float)
 
     @cached_property
@@ -145,17 +148,33 @@ class DualKernel:
         return [float(k) for k in self.activation.kinks if k.is_number]
 
     def two(self, qa: np.ndarray, qb: np.ndarray, cv: np.ndarray, derivative: bool = False,
-            tol: float = 1e-12) -> tuple:
+            tol: float = 1e-12, totals: np.ndarray | None = None) -> tuple:
         """C (or C_d) at broadcasting arrays qa (n, 1), qb (1, n), cv (n, n): (values, error bound),
-        the bound relative to √(V(qa) V(qb)) (resp. D)."""
+        the bound relative to √(V(qa) V(qb)) (resp. D).  `totals`, if given, are V (resp. D) at
+        the distinct variances of qa and qb in increasing order."""
         self._check_numeric()
         closed = self._closed_function("Cd" if derivative else "C")
         if closed is not None:
             return np.array(closed(qa, qb, cv), dtype=float), 0.0
         f = self._dphi if derivative else self._phi
         if self.activation.is_smooth:
-            return _mehler(f, qa, qb, cv, self.one(_unique(qa, qb)[0], derivative), tol)
+            if totals is None:
+                totals = self.one(_unique(qa, qb)[0], derivative)
+            return _mehler(f, qa, qb, cv, totals, tol)
         return _quadrature(f, qa, qb, cv, self._kinks, tol), tol
+
+    def gram(self, qa: np.ndarray, qb: np.ndarray, cv: np.ndarray, tol: float = 1e-12,
+             derivative: bool = True) -> tuple:
+        """Everything an activation layer needs on a Gram, each 1-D expectation computed once per
+        distinct variance: ((V(qa), V(qb), C), (D(qa), D(qb), C_d) or None, error bound)."""
+        qs, ia, ib = _unique(qa, qb)
+        out, error = [], 0.0
+        for deriv in (False, True)[:2 if derivative else 1]:
+            totals = self.one(qs, deriv)
+            values, err = self.two(qa, qb, cv, deriv, tol, totals)
+            out.append((totals[ia], totals[ib], values))
+            error = max(error, err)
+        return out[0], (out[1] if derivative else None), error
 
     def both(self, qa, qb, cv, tol: float = 1e-12) -> tuple:
         """(C, C_d, error bound) at once."""
@@ -202,23 +221,29 @@ def _quadrature(f, qa, qb, cv, kinks, tol):
                                         rtol=max(tol, 1e-14)), dtype=float)
 
 
-@cache
-def _hermite_functions(step: float):
-    """Grid z, trapezoid weights e^{−z²/4} h/√(2π) and ψ_k(z) = He_k(z) e^{−z²/4}/√k!, k ≤ K_MAX."""
-    half = math.sqrt(4 * K_MAX + 2) + 12.0
+@lru_cache(maxsize=16)
+def _hermite_functions(step: float, rows: int):
+    """Grid z, trapezoid weights e^{−z²/4} h/√(2π) and ψ_k(z) = He_k(z) e^{−z²/4}/√k! for k < rows,
+    on |z| ≤ √(4 rows + 2) + 12 (beyond the turning point of ψ_k, where it decays like a Gaussian)."""
+    half = math.sqrt(4 * rows + 2) + 12.0
     z = np.arange(-half, half + step / 2, step)
-    psi = np.empty((K_MAX + 1, z.size))
+    psi = np.empty((rows, z.size))
     psi[0] = np.exp(-z * z / 4)
     psi[1] = z * psi[0]
-    for k in range(1, K_MAX):
+    for k in range(1, rows - 1):
         psi[k + 1] = (z * psi[k] - math.sqrt(k) * psi[k - 1]) / math.sqrt(k + 1)
     weights = psi[0] * step / math.sqrt(2 * math.pi)
     return z, weights, psi
 
 
+def _rows(k_max: int) -> int:
+    """Rows of ψ to build for coefficients up to k_max: a multiple of 64 (few cached grids)."""
+    return 64 * (k_max // 64 + 1)
+
+
 def hermite_coefficients(f, qs: np.ndarray, k_max: int, step: float = _STEP) -> np.ndarray:
     """a_k(q) = E[f(√q z) He_k(z)]/√k! for k ≤ k_max (≤ K_MAX): an array (len(qs), k_max + 1)."""
-    z, weights, psi = _hermite_functions(step)
+    z, weights, psi = _hermite_functions(step, _rows(k_max))
     values = f(np.sqrt(qs)[:, None] * z[None, :]) * weights
     if not np.all(np.isfinite(values)):
         raise NumericError("the activation is not finite on the quadrature grid (it grows too fast "
@@ -226,19 +251,39 @@ def hermite_coefficients(f, qs: np.ndarray, k_max: int, step: float = _STEP) -> 
     return values @ psi[:k_max + 1].T
 
 
-def _coefficients(f, qs: np.ndarray, k_max: int) -> tuple:
-    """Hermite coefficients at `qs` and an estimate of their absolute error (step halving at
-    the smallest and largest variance)."""
+def _converged(compute, tol: float) -> tuple:
+    """compute(step) at the largest step whose result agrees with compute(step/2) to tol/100
+    (relative to max(1, |result|)): (result, estimated error, step)."""
     step = _STEP
-    probe = np.unique(qs[[0, -1]])
-    for _ in range(3):
-        coarse = hermite_coefficients(f, probe, k_max, step)
-        fine = hermite_coefficients(f, probe, k_max, step / 2)
+    for _ in range(4):
+        coarse, fine = compute(step), compute(step / 2)
         error = float(np.max(np.abs(coarse - fine)))
-        if error < 1e-15 * max(1.0, float(np.max(np.abs(fine)))):
+        if error <= tol / 100 * max(1.0, float(np.max(np.abs(fine)))):
             break
         step /= 2
+    return coarse, error, step
+
+
+def _coefficients(f, qs: np.ndarray, k_max: int, tol: float) -> tuple:
+    """Hermite coefficients at `qs` and an estimate of their absolute error (step halving at
+    the smallest and largest variance)."""
+    probe = np.unique(qs[[0, -1]])
+    _, error, step = _converged(lambda h: hermite_coefficients(f, probe, k_max, h), tol)
     return hermite_coefficients(f, qs, k_max, step), error
+
+
+def smooth_expectation(g, qv: np.ndarray, tol: float = 1e-12) -> np.ndarray:
+    """E g(√q z) for a smooth (analytic) g by the trapezoid rule on the grid of the Hermite
+    projections, elementwise over qv; the step is halved until it agrees at the extreme q."""
+    qv = np.asarray(qv, dtype=float)
+    qs, inverse = np.unique(qv.ravel(), return_inverse=True)
+
+    def rule(values, h):
+        z, weights, psi = _hermite_functions(h, 64)
+        return (g(np.sqrt(values)[:, None] * z[None, :]) * weights) @ psi[0]
+
+    _, _, step = _converged(lambda h: rule(qs[[0, -1]], h), tol)
+    return rule(qs, step)[inverse].reshape(qv.shape)
 
 
 def _mehler(f, qa, qb, cv, totals, tol):
@@ -250,22 +295,27 @@ def _mehler(f, qa, qb, cv, totals, tol):
     cv = np.broadcast_to(cv, np.broadcast(qa, qb, cv).shape)
     scale = np.sqrt(np.maximum(totals, 1e-300))
     exact = (cv == 1.0) & (ia == ib)
-    c_abs = np.abs(np.where(exact, 0.0, cv))
+    c_abs = np.abs(cv)
+    c_abs[exact] = 0.0
     # pick K from a sample of variances, then bound every entry with its own tails
     sample = np.unique(np.linspace(0, qs.size - 1, min(qs.size, 9)).round().astype(int))
-    a_sample, _ = _coefficients(f, qs[sample], K_MAX)
+    a_sample = hermite_coefficients(f, qs[sample], K_MAX)
     tails = np.maximum(totals[sample, None] - np.cumsum(a_sample**2, axis=1), 0.0)
     ratio = np.max(tails / scale[sample, None] ** 2, axis=0)  # τ(K) = max T(q)/V(q)
     log_c = math.log(max(float(c_abs.max(initial=0.0)), 1e-300))
     ok = np.flatnonzero(np.exp((np.arange(K_MAX + 1) + 1) * log_c) * ratio <= tol / 2)
     K = int(ok[0]) if ok.size else K_MAX
-    a, coef_error = _coefficients(f, qs, K)
+    a, coef_error = _coefficients(f, qs, K, tol)
     tail = np.sqrt(np.maximum(totals - np.sum(a**2, axis=1), 0.0)) / scale  # √(T/V)
+    result = _horner(a, ia, ib, cv)
+    result[exact] = np.broadcast_to(totals[ia], cv.shape)[exact]
+    error = 2 * coef_error * float(np.max(np.sum(np.abs(a), axis=1)) / np.min(scale) ** 2)
+    worst = float(np.max(tail)) ** 2 * math.exp((K + 1) * log_c)
+    if worst <= tol:  # every entry meets the bound: no per-entry check needed
+        return result, error + worst
     relative = tail[ia] * tail[ib] * c_abs ** (K + 1)
-    result = np.where(exact, totals[ia], _horner(a, ia, ib, cv))
-    bad = ~exact & (relative > tol)
-    error = float(np.max(np.where(bad, 0.0, relative), initial=0.0))
-    error += 2 * coef_error * float(np.max(np.sum(np.abs(a), axis=1)) / np.min(scale) ** 2)
+    bad = relative > tol
+    error += float(np.max(np.where(bad, 0.0, relative), initial=0.0))
     if bad.any():
         qa_full, qb_full = np.broadcast_to(qa, cv.shape), np.broadcast_to(qb, cv.shape)
         result[bad] = _quadrature(f, qa_full[bad], qb_full[bad], cv[bad], [], tol)

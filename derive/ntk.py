@@ -137,14 +137,11 @@ class Float64Algebra(Algebra):
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = np.where(den > 0, s.k12 / np.where(den > 0, den, 1.0), 0.0)
         corr = np.clip(corr, -1.0, 1.0)
-        k11, k22 = dual.one(s.k11), dual.one(s.k22)
-        k12, error = dual.two(s.k11, s.k22, corr, False, self.tol)
+        (k11, k22, k12), derivs, error = dual.gram(s.k11, s.k22, corr, self.tol, self.with_ntk)
         self.error = max(self.error, error)
         if not self.with_ntk:
             return KernelState(k11, k22, k12, s.t11, s.t22, s.t12, s.chi)
-        d11, d22 = dual.one(s.k11, True), dual.one(s.k22, True)
-        dd12, error = dual.two(s.k11, s.k22, corr, True, self.tol)
-        self.error = max(self.error, error)
+        d11, d22, dd12 = derivs
         return KernelState(k11, k22, k12, s.t11 * d11, s.t22 * d22, s.t12 * dd12, s.chi * d11)
 
     @property
