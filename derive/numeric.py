@@ -254,21 +254,23 @@ class _LogChebyshev:
         if (~inside).any():
             flat[~inside] = self._quadrature(flat_q[~inside])
         t = np.log(flat_q[inside])
-        k = np.floor(t / self.H).astype(int)
-        for base in np.unique(k):
-            if base not in self.levels:
-                self._build(int(base))
-        level = np.vectorize(self.levels.__getitem__, otypes=[int])(k) if k.size else k
+        k = np.floor(t / self.H).astype(np.int16)  # |log q| <= 691: int16 sorts by radix
+        order = np.argsort(k, kind="stable")  # panels as contiguous runs
+        k_sorted, t_sorted = k[order], t[order]
+        starts = np.flatnonzero(np.diff(k_sorted, prepend=k_sorted[:1] - 1))
         values = np.empty(t.size)
-        for lev in np.unique(level):
-            h = self.H / 2**lev
-            sel = level == lev
-            j = np.floor(t[sel] / h).astype(int)
-            local = 2 * (t[sel] - j * h) / h - 1
-            res = np.empty(local.size)
+        for start, stop in zip(starts, [*starts[1:], t.size], strict=False):
+            base = int(k_sorted[start])
+            if base not in self.levels:
+                self._build(base)
+            level, part = self.levels[base], t_sorted[start:stop]
+            h = self.H / 2**level
+            j = np.floor(part / h).astype(int)
+            local = 2 * (part - j * h) / h - 1
+            result = np.empty(part.size)
             for panel in np.unique(j):
                 m = j == panel
-                res[m] = np.polynomial.chebyshev.chebval(local[m], self.panels[(int(lev), int(panel))])
-            values[sel] = res
+                result[m] = np.polynomial.chebyshev.chebval(local[m], self.panels[(level, int(panel))])
+            values[order[start:stop]] = result
         flat[inside] = values
         return out
