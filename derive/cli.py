@@ -19,7 +19,7 @@ def _cmd_report(args) -> int:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    report = write_report(Path(args.out), progress=progress)
+    report = write_report(Path(args.out), progress=progress, only=tuple(args.section or ()))
     print(f"report written to {report.path}")
     for check in report.failures:
         print(f"FAILED: {check.name}: error {check.error:.3e} > tolerance {check.tolerance:.0e}",
@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     report = sub.add_parser("report", help="write the report folder of every derived result")
     report.add_argument("--out", default="report", help="output folder (default: report)")
+    report.add_argument("--section", action="append", metavar="NAME",
+                        help="only this section (gaussian, meanfield, kernels); repeatable")
     report.set_defaults(run=_cmd_report)
     line = sub.add_parser("critical-line", help="the chi_1 = 1 line of an activation (mean-field theory)")
     line.add_argument("activation", help="a built-in name (tanh, relu, erf, ...) or a formula in x")

@@ -75,12 +75,13 @@ def available_sections() -> list[str]:
     return [name for name in SECTIONS if find_spec(name) is not None]
 
 
-def write_report(out: Path, progress: Callable[[str], None] = print) -> Report:
-    """Build every section into `out`/report.md with figures in `out`/figures."""
+def write_report(out: Path, progress: Callable[[str], None] = print,
+                 only: tuple[str, ...] = ()) -> Report:
+    """Build every section (or those named in `only`) into `out`/report.md, figures in `out`/figures."""
     out = Path(out)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
-    names = available_sections()
+    names = [n for n in available_sections() if not only or n.rsplit(".", 1)[-1] in only]
     sections = []
     for i, name in enumerate(names, 1):
         progress(f"[{i}/{len(names)}] {name.rsplit('.', 1)[-1]} ...")
