@@ -79,7 +79,7 @@ def _figure(act, rows, figdir: Path) -> str:
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
     qs = np.geomspace(1e-2, 1e2, 200)
     q_marks = np.geomspace(1e-2, 1e2, 7)
-    for label, expr, integrand, variables, parameters in rows[::2]:
+    for label, expr, integrand, variables, _ in rows[::2]:
         left.plot(qs, lambdify(expr, [q])(qs), label=f"${label}$")
         ref = [float(mp_expectation(integrand, variables, (sp.Float(v),), dps=15)) for v in q_marks]
         left.plot(q_marks, ref, "k.", ms=4)
