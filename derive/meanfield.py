@@ -21,9 +21,21 @@ q*sigma_w2/2 + sigma_b2
 sigma_w2/2
 >>> relu.critical_line().point
 (2, 0)
->>> erf = MeanField("erf")
->>> erf.critical_sigma_w2(0.0)  # pi/4
+>>> MeanField("erf").critical_sigma_w2(0.0)  # pi/4
 0.7853981633974...
+>>> tanh = MeanField("tanh")
+>>> round(tanh.critical_sigma_w2(0.05), 10)  # Schoenholz et al.: about 1.76
+1.7609546396
+>>> scales = tanh.depth_scales(1.5, 0.05)
+>>> round(scales.xi_q, 5), round(scales.xi_c, 4)
+(1.68283, 15.791)
+
+Symbolic: ``q_map``, ``c_map``, ``c_map_general``, ``chi1``, ``chi_q``, ``chi_c``,
+``fixed_point_equations``, ``q_star_closed_form``, ``critical_line()``.  Numeric, on floats
+or broadcasting arrays (``dps=`` for mpmath numbers): ``fixed_point``, ``q_star``, ``c_star``,
+``chi1_star``, ``depth_scales``, ``critical_point``, ``critical_sigma_w2``, ``phase_diagram``,
+``propagate`` (forward iterates), ``gradients`` (the backward pass).  Results are the objects
+of :mod:`derive.meanfield_results`; each says how its numbers were obtained (``method``).
 """
 
 from __future__ import annotations
