@@ -59,14 +59,18 @@ _NUMPY = [{"Heaviside": lambda t, h0=0.5: np.heaviside(t, h0),
            "erfc": np.vectorize(math.erfc, otypes=[float])}, "numpy"]
 
 
-def numpy_function(expr: sp.Expr, args: tuple):
-    """A vectorised float64 evaluator of a closed-form expression in `args`."""
+def numpy_function(expr, args: tuple):
+    """A vectorised float64 evaluator of a closed-form expression (or a list of them, sharing
+    common sub-expressions) in `args`; results broadcast to the arguments' shape (views, no copy)."""
     f = sp.lambdify(args, expr, modules=_NUMPY, cse=True)
+    many = isinstance(expr, list | tuple)
 
     def evaluate(*values):
+        shape = np.broadcast(*values).shape
         with np.errstate(invalid="ignore", divide="ignore"):
             out = f(*values)
-        return np.broadcast_to(np.asarray(out, dtype=float), np.broadcast(*values).shape)
+        outs = [np.broadcast_to(np.asarray(o, dtype=float), shape) for o in (out if many else [out])]
+        return outs if many else outs[0]
 
     return evaluate
 
@@ -129,12 +133,20 @@ class DualKernel:
             return None
         return numpy_function(form, (q,) if name in "VD" else (q1, q2, c))
 
+    @lru_cache(maxsize=2)  # noqa: B019 - two entries, kept with the (cached) instance
+    def _closed_pair(self, derivative: bool):
+        """One evaluator of [C, C_d] (or [C]) when they all have closed forms, else None."""
+        names = ["C", "Cd"] if derivative else ["C"]
+        if any(self._closed_function(n) is None for n in names):
+            return None
+        return numpy_function([self.form(n) for n in names], (q1, q2, c))
+
     def one(self, qv: np.ndarray, derivative: bool = False) -> np.ndarray:
         """V(q) (or D(q)) elementwise over an array of variances."""
         self._check_numeric()
         closed = self._closed_function("D" if derivative else "V")
         if closed is not None:
-            return np.array(closed(qv), dtype=float)
+            return closed(qv)
         f = self._dphi if derivative else self._phi
         square = lambda t: f(t) ** 2  # noqa: E731
         if self.activation.is_smooth:  # the rule of the Mehler coefficients: consistent tails
@@ -155,7 +167,7 @@ class DualKernel:
         self._check_numeric()
         closed = self._closed_function("Cd" if derivative else "C")
         if closed is not None:
-            return np.array(closed(qa, qb, cv), dtype=float), 0.0
+            return closed(qa, qb, cv), 0.0
         f = self._dphi if derivative else self._phi
         if self.activation.is_smooth:
             if totals is None:
@@ -167,7 +179,14 @@ class DualKernel:
              derivative: bool = True) -> tuple:
         """Everything an activation layer needs on a Gram, each 1-D expectation computed once per
         distinct variance: ((V(qa), V(qb), C), (D(qa), D(qb), C_d) or None, error bound)."""
+        self._check_numeric()
         qs, ia, ib = _unique(qa, qb)
+        joint = self._closed_pair(derivative)
+        if joint is not None:  # C and C_d share their sub-expressions (arccos c for ReLU)
+            values = joint(qa, qb, cv)
+            totals = [self.one(qs, d)[i] for d in (False, True)[:len(values)] for i in (ia, ib)]
+            first = (totals[0], totals[1], values[0])
+            return first, ((totals[2], totals[3], values[1]) if derivative else None), 0.0
         out, error = [], 0.0
         for deriv in (False, True)[:2 if derivative else 1]:
             totals = self.one(qs, deriv)

@@ -133,10 +133,10 @@ class Float64Algebra(Algebra):
     def activation(self, act, s: KernelState) -> KernelState:
         dual = dual_kernel(act)
         self.methods[act.name] = dual.method
-        den = np.sqrt(s.k11 * s.k22)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.where(den > 0, s.k12 / np.where(den > 0, den, 1.0), 0.0)
-        corr = np.clip(corr, -1.0, 1.0)
+        inverse = [np.where(k > 0, 1 / np.sqrt(np.where(k > 0, k, 1.0)), 0.0) for k in (s.k11, s.k22)]
+        corr = s.k12 * inverse[0]  # c = 0 where a variance is 0 (that input is 0 a.s.)
+        corr *= inverse[1]
+        np.clip(corr, -1.0, 1.0, out=corr)
         (k11, k22, k12), derivs, error = dual.gram(s.k11, s.k22, corr, self.tol, self.with_ntk)
         self.error = max(self.error, error)
         if not self.with_ntk:
@@ -210,7 +210,9 @@ def _assemble(off: np.ndarray, diag: np.ndarray, n: int) -> np.ndarray:
     """The Gram: off-diagonal entries from the pair map, the diagonal from the single-input map."""
     out = np.array(np.broadcast_to(off, (n, n)), dtype=float)
     np.fill_diagonal(out, np.broadcast_to(diag, (n, 1))[:, 0])
-    return (out + out.T) / 2
+    out += out.T.copy()  # exactly symmetric (quadrature of (a, b) and (b, a) may differ in rounding)
+    out *= 0.5
+    return out
 
 
 # --- mpmath ---------------------------------------------------------------------------------
