@@ -21,7 +21,6 @@ import tracemalloc
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
-import derive
 from derive.layers import Dense, repeat, serial
 
 N_INPUTS, DIM, DEPTH = 1000, 100, 10
