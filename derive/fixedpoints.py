@@ -41,7 +41,7 @@ import sympy as sp
 from derive.activations import Activation
 from derive.errors import NumericError
 from derive.gaussian import GaussianExpectation
-from derive.symbols import c, q
+from derive.symbols import c, q, x
 from derive.tabulate import Table1D, Table2D, single_threaded_blas
 
 Q_MIN, Q_MAX = 1e-300, 1e300
@@ -85,9 +85,9 @@ class MapFunctions:
     """V, V′, D, D′ (functions of q) and C, C_d, G (of q, c) of one activation in float64.
 
     For a smooth activation every evaluation goes through Chebyshev tables: V and D in log q
-    (V′, D′ their derivatives), C_d in (log q, c), sampled from :class:`derive.dual.DualKernel`
-    (closed forms, 1-D quadrature, and the Mehler-Hermite expansion with its tail bound), and
-    G from the C_d table.  For a kinked one the SymPy `expressions` (names V, Vq, D, Dq, C, Cd)
+    (V′, D′ their derivatives) from closed forms or 1-D quadrature, C_d in (log q, c) from
+    :class:`derive.dual.DualKernel` (closed forms, or the Mehler-Hermite expansion with its tail
+    bound), and G from the C_d table.  For a kinked one the SymPy `expressions` (names V, Vq, D, Dq, C, Cd)
     are evaluated directly.
     """
 
@@ -109,9 +109,27 @@ class MapFunctions:
             self._cd = _numpy_function(expressions["Cd"], (q, c))
             self._c = _numpy_function(expressions["C"], (q, c))
 
+    @cached_property
+    def _one_sources(self) -> tuple:
+        """V and D at arrays of q: the closed forms, else :func:`np_expectation_1d` of φ² and φ′²
+        split at 0 and the kinks (the panels grade towards them, resolving φ(√q z) at large q)."""
+        from derive.dual import numpy_function
+        from derive.quadrature import np_expectation_1d
+
+        act = self._dual.activation
+        kinks = sorted({0.0, *(float(k) for k in act.kinks if k.is_number)})
+        sources = []
+        for name, body in (("V", act(x)), ("D", act.derivative(x))):
+            if not self.expressions[name].has(GaussianExpectation):
+                sources.append(numpy_function(self.expressions[name], (q,)))
+            else:
+                f = numpy_function(body, (x,))
+                sources.append(lambda qv, f=f: np_expectation_1d(lambda u: f(u) ** 2, qv, kinks))
+        return tuple(sources)
+
     def _sample_one(self, t):
         qv = np.exp(t)
-        return np.stack([self._dual.one(qv), self._dual.one(qv, derivative=True)])
+        return np.stack([np.asarray(source(qv), dtype=float) for source in self._one_sources])
 
     def _sample_cd(self, t, cc):
         qv = np.exp(t)
