@@ -328,6 +328,9 @@ def test_tanh_tables_agree_with_direct_quadrature():
     assert np.max(np.abs(fns.c_numerator(qv, cv) - C) / V) < 1e-11
     assert np.allclose(fns.g(qv, np.ones_like(qv)), qv * D, rtol=1e-12, atol=0)  # G(q, 1) = q D(q)
     assert fns.error < 1e-11 and "estimated relative error" in fns.method
+    # far out the Gaussian is flat on the scale of sech^4: D(q) = (4/3)/sqrt(2 pi q) (1 + O(1/q))
+    far = np.array([1e4, 1e6, 1e8])
+    assert np.allclose(fns.one(far)[2], 4 / 3 / np.sqrt(2 * np.pi * far), rtol=1e-4)
 
 
 def test_phase_diagram_matches_pointwise_solutions_and_plots(tmp_path):
