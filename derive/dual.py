@@ -54,15 +54,15 @@ K_MAX = 383
 #: trapezoid step of the Hermite projections (halved until the coefficients agree)
 _STEP = 0.0625
 
-_NUMPY = [{"Heaviside": lambda t, h0=0.5: np.heaviside(t, h0),
-           "erf": np.vectorize(math.erf, otypes=[float]),
-           "erfc": np.vectorize(math.erfc, otypes=[float])}, "numpy"]
-
-
 def numpy_function(expr, args: tuple):
-    """A vectorised float64 evaluator of a closed-form expression (or a list of them, sharing
-    common sub-expressions) in `args`; results broadcast to the arguments' shape (views, no copy)."""
-    f = sp.lambdify(args, expr, modules=_NUMPY, cse=True)
+    """A float64 evaluator of closed-form expressions for the Gram hot path: like
+    :func:`derive.lambdify` (same printer and namespace), but a list of expressions shares its
+    common sub-expressions (arccos c in C and C_d of ReLU) and results are broadcast views, not
+    checked copies (callers check the finished Gram)."""
+    from derive.numeric import _NAMESPACE, _Printer
+
+    f = sp.lambdify(args, expr, modules=[dict(_NAMESPACE), "numpy"],
+                    printer=_Printer({"allow_unknown_functions": True}), cse=True)
     many = isinstance(expr, list | tuple)
 
     def evaluate(*values):
@@ -116,14 +116,20 @@ class DualKernel:
                               "substitute numbers before computing Gram matrices")
 
     @cached_property
-    def _phi(self):
-        return numpy_function(self.activation.expr, (x,))
+    def phi(self):
+        """φ as a vectorised numpy function (:func:`derive.lambdify`)."""
+        from derive.numeric import lambdify
+
+        return lambdify(self.activation.expr, [x])
 
     @cached_property
-    def _dphi(self):
+    def dphi(self):
+        """φ′ as a vectorised numpy function; DivergenceError when it has a Dirac delta."""
+        from derive.numeric import lambdify
+
         if _has_delta(self.activation.derivative(x)):
             self.form("D")  # raises DivergenceError with the explanation
-        return numpy_function(self.activation.derivative(x), (x,))
+        return lambdify(self.activation.derivative(x), [x])
 
     @lru_cache(maxsize=8)  # noqa: B019 - one entry per name, kept with the (cached) instance
     def _closed_function(self, name: str):
@@ -147,7 +153,7 @@ class DualKernel:
         closed = self._closed_function("D" if derivative else "V")
         if closed is not None:
             return closed(qv)
-        f = self._dphi if derivative else self._phi
+        f = self.dphi if derivative else self.phi
         square = lambda t: f(t) ** 2  # noqa: E731
         if self.activation.is_smooth:  # the rule of the Mehler coefficients: consistent tails
             return smooth_expectation(square, qv)
@@ -168,7 +174,7 @@ class DualKernel:
         closed = self._closed_function("Cd" if derivative else "C")
         if closed is not None:
             return closed(qa, qb, cv), 0.0
-        f = self._dphi if derivative else self._phi
+        f = self.dphi if derivative else self.phi
         if self.activation.is_smooth:
             if totals is None:
                 totals = self.one(_unique(qa, qb)[0], derivative)

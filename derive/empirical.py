@@ -28,12 +28,10 @@ from dataclasses import dataclass
 from functools import singledispatch
 
 import numpy as np
-import sympy as sp
 
-from derive.dual import numpy_function
-from derive.errors import DivergenceError, DomainError
+from derive.dual import dual_kernel
+from derive.errors import DomainError
 from derive.layers import Dense, Dropout, LayerNorm, Nonlinearity, Repeat, Residual, Serial, as_layer
-from derive.symbols import x
 
 __all__ = ["Empirical", "simulate"]
 
@@ -124,12 +122,9 @@ def _(layer: Dense, H, run):
 
 @_forward.register
 def _(layer: Nonlinearity, H, run):
-    act = layer.activation
-    d = act.derivative()
-    if d.has(sp.DiracDelta):
-        raise DivergenceError(f"the NTK of {act.name} is not defined (φ′ has a Dirac delta)")
-    slope = np.array(numpy_function(d, (x,))(H), dtype=float)
-    return np.array(numpy_function(act.expr, (x,))(H), dtype=float), lambda delta: delta * slope
+    dual = dual_kernel(layer.activation)
+    slope = dual.dphi(H)
+    return dual.phi(H), lambda delta: delta * slope
 
 
 @_forward.register
