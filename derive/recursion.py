@@ -70,6 +70,35 @@ class Recursion:
     block: Layer
     definitions: tuple
     equations: tuple
+    equal_variances: bool = True
+
+    def state(self, level: str = "l") -> dict:
+        """The state symbols at `level` ('l' or 'l+1'): keys q (or q1, q2), c, Theta_11,
+        Theta_12 (Theta_22), chi."""
+        names = {"q1": "q" if self.equal_variances else "q1", "q2": "q2", "c": "c",
+                 "t11": "Theta_11", "t22": "Theta_22", "t12": "Theta_12", "chi": "chi"}
+        return {names[k]: v for k, v in _state_symbols(level, self.equal_variances).items()}
+
+    def __getitem__(self, name: str) -> sp.Expr:
+        """The right-hand side for `name`: a key of :meth:`state` (the equation for layer l + 1)
+        or the LaTeX name of a definition (e.g. ``r"\\hat{q}^{l}"``)."""
+        target = self.state("l+1").get(name)
+        for eq in (*self.equations, *self.definitions):
+            if eq.lhs == target or eq.lhs.name == name:
+                return eq.rhs
+        raise KeyError(f"no equation or definition named {name!r}; equations: "
+                       f"{list(self.state('l+1'))}, definitions: {[d.lhs.name for d in self.definitions]}")
+
+    def expand(self, expr: sp.Expr, only=None) -> sp.Expr:
+        """`expr` with named sub-expressions replaced by their definitions (all, or those whose
+        LaTeX names are in `only`)."""
+        expr = sp.sympify(expr)
+        if only is None:
+            return expr.xreplace(self.substitutions)
+        subs = {d.lhs: d.rhs for d in self.definitions if d.lhs.name in only}
+        while expr.has(*subs):
+            expr = expr.xreplace(subs)
+        return expr
 
     @property
     def substitutions(self) -> dict:
@@ -259,7 +288,7 @@ def recursion(net, equal_variances: bool = True) -> Recursion:
     rhs = _refer_to_next(lhs, rhs, e, nxt, scale if scale.is_number else norm)
     rhs = namer.angles(rhs)
     equations = tuple(sp.Eq(a, b) for a, b in zip(lhs, rhs, strict=True))
-    return Recursion(block, tuple(namer.definitions), equations)
+    return Recursion(block, tuple(namer.definitions), equations, equal_variances)
 
 
 def _refer_to_next(lhs, rhs, e, nxt, norm) -> list:

@@ -202,3 +202,16 @@ def test_relu_recursion_names_the_angle_once():
     assert [str(eq.lhs) for eq in rec.definitions] == [r"\theta^{l}"]
     text = derive.latex(rec)
     assert r"\sin{\left(\theta^{l} \right)}" in text and r"\operatorname{acos}" in text
+
+
+def test_recursion_gives_chi1_and_the_critical_surface_of_the_residual_dropout_block():
+    keep = sp.Symbol("rho", positive=True)
+    block = serial(Residual(serial("tanh", Dropout(keep), Dense(sigma_w2, sigma_b2)), alpha), LayerNorm())
+    rec = block.recursion()
+    s = rec.state()
+    chi1 = sp.simplify(rec.expand(rec["chi"] / s["chi"], only=[r"\bar{q}^{l}"]).subs(s["q"], 1))
+    (critical,) = sp.solve(sp.Eq(chi1, 1), sigma_b2)
+    names = {sym.name for sym in critical.free_symbols}
+    assert names == {r"\dot{q}^{l}", r"\hat{q}^{l}", "sigma_w2", "rho"}  # independent of alpha
+    with pytest.raises(KeyError, match="definitions"):
+        rec["nothing"]

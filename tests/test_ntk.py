@@ -280,3 +280,13 @@ def test_residual_networks_on_inputs_of_other_dimension_still_have_kernels():
     net = serial(Dense(1.0, 0.1), Residual(serial("relu", Dense(2.0, 0.0)), 0.5), "tanh", Dense(1.0))
     k = net.kernels(X)
     assert np.all(np.isfinite(np.asarray(k.ntk)))
+
+
+def test_the_report_section_passes_its_checks_and_writes_its_figure(tmp_path):
+    from derive.report.kernels import section
+
+    result = section(tmp_path)
+    assert result.checks and all(check.passed for check in result.checks), result.render()
+    assert (tmp_path / "kernels_residual_ntk.png").stat().st_size > 1000
+    assert "figures/kernels_residual_ntk.png" in result.markdown
+    assert result.markdown.count(r"\begin{aligned}") == 3
