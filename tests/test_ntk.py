@@ -290,3 +290,20 @@ def test_the_report_section_passes_its_checks_and_writes_its_figure(tmp_path):
     assert (tmp_path / "kernels_residual_ntk.png").stat().st_size > 1000
     assert "figures/kernels_residual_ntk.png" in result.markdown
     assert result.markdown.count(r"\begin{aligned}") == 3
+
+
+def test_numerical_layers_at_any_precision_agree_with_the_float64_grams():
+    net = serial(Dense(1.5, 0.05), repeat(serial("tanh", Dense(1.5, 0.05)), 2))
+    x1, x2 = ["1", "0.5"], ["0.2", "1"]
+    low, high = net.kernels_mp(x1, x2, dps=25), net.kernels_mp(x1, x2, dps=35)
+    assert "mpmath quadrature" in high.method
+    with mp.workdps(40):
+        for i in range(2):
+            for j in range(2):
+                assert abs(high.nngp[i, j] - low.nngp[i, j]) < mp.mpf(10) ** -23
+                assert abs(high.ntk[i, j] - low.ntk[i, j]) < mp.mpf(10) ** -23
+    floats = net.kernels(np.array([[1.0, 0.5], [0.2, 1.0]]))
+    for gram, exact in ((floats.nngp, high.nngp), (floats.ntk, high.ntk)):
+        exact = np.array(exact.tolist(), dtype=float)
+        scale = np.sqrt(np.outer(np.diag(exact), np.diag(exact)))
+        assert np.max(np.abs(np.asarray(gram) - exact) / scale) < 1e-12
