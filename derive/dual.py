@@ -243,7 +243,7 @@ def _quadrature(f, qa, qb, cv, kinks, tol):
 
     qa, qb, cv = np.broadcast_arrays(qa, qb, cv)
     return np.asarray(np_expectation_2d(lambda u, v: f(u) * f(v), qa, qb, cv, kinks, kinks,
-                                        rtol=max(tol, 1e-14)), dtype=float)
+                                        rtol=max(tol / 10, 1e-14)), dtype=float)
 
 
 @lru_cache(maxsize=16)
@@ -315,35 +315,51 @@ def _mehler(f, qa, qb, cv, totals, tol):
     """Σ_k c^k a_k(qa) a_k(qb) with K chosen by the tail bound; quadrature where it cannot be met.
 
     `totals` are V (or D) at the distinct variances (np.unique order).  Entries with c = 1 and
-    qa = qb are V exactly."""
+    qa = qb are V exactly.  Two tiers: K for the bulk of the entries (|c| up to its 99th
+    percentile) on the whole Gram, a larger K on the few entries with |c| above it."""
     qs, ia, ib = _unique(qa, qb)
     cv = np.broadcast_to(cv, np.broadcast(qa, qb, cv).shape)
     scale = np.sqrt(np.maximum(totals, 1e-300))
     exact = (cv == 1.0) & (ia == ib)
     c_abs = np.abs(cv)
     c_abs[exact] = 0.0
-    # pick K from a sample of variances, then bound every entry with its own tails
+    # pick the K's from a sample of variances, then bound every entry with its own tails
     sample = np.unique(np.linspace(0, qs.size - 1, min(qs.size, 9)).round().astype(int))
     a_sample = hermite_coefficients(f, qs[sample], K_MAX)
     tails = np.maximum(totals[sample, None] - np.cumsum(a_sample**2, axis=1), 0.0)
     ratio = np.max(tails / scale[sample, None] ** 2, axis=0)  # τ(K) = max T(q)/V(q)
-    log_c = math.log(max(float(c_abs.max(initial=0.0)), 1e-300))
-    ok = np.flatnonzero(np.exp((np.arange(K_MAX + 1) + 1) * log_c) * ratio <= tol / 2)
-    K = int(ok[0]) if ok.size else K_MAX
-    a, coef_error = _coefficients(f, qs, K, tol)
-    tail = np.sqrt(np.maximum(totals - np.sum(a**2, axis=1), 0.0)) / scale  # √(T/V)
-    result = _horner(a, ia, ib, cv)
+
+    def terms(c_top: float) -> int:
+        powers = np.exp((np.arange(K_MAX + 1) + 1) * math.log(max(c_top, 1e-300)))
+        ok = np.flatnonzero(powers * ratio <= tol / 2)
+        return int(ok[0]) if ok.size else K_MAX
+
+    c_max = float(c_abs.max(initial=0.0))
+    c_bulk = float(np.quantile(c_abs, 0.99)) if c_abs.size > 10_000 else c_max
+    K_bulk, K_top = terms(c_bulk), terms(c_max)
+    if K_top - K_bulk < 16:
+        K_bulk, c_bulk = K_top, c_max
+    a, coef_error = _coefficients(f, qs, K_top, tol)
+    result = _horner(a[:, :K_bulk + 1], ia, ib, cv)
+    top = c_abs > c_bulk
+    full = lambda v: np.broadcast_to(v, cv.shape)[top]  # noqa: E731
+    if top.any():
+        result[top] = _horner(a, full(ia), full(ib), cv[top])
     result[exact] = np.broadcast_to(totals[ia], cv.shape)[exact]
     error = 2 * coef_error * float(np.max(np.sum(np.abs(a), axis=1)) / np.min(scale) ** 2)
-    worst = float(np.max(tail)) ** 2 * math.exp((K + 1) * log_c)
+    tail = {K: np.sqrt(np.maximum(totals - np.sum(a[:, :K + 1] ** 2, axis=1), 0.0)) / scale  # √(T/V)
+            for K in {K_bulk, K_top}}
+    worst = max(float(np.max(tail[K_bulk])) ** 2 * c_bulk ** (K_bulk + 1),
+                float(np.max(tail[K_top])) ** 2 * c_max ** (K_top + 1))
     if worst <= tol:  # every entry meets the bound: no per-entry check needed
         return result, error + worst
-    relative = tail[ia] * tail[ib] * c_abs ** (K + 1)
+    relative = tail[K_bulk][ia] * tail[K_bulk][ib] * c_abs ** (K_bulk + 1)
+    relative[top] = tail[K_top][full(ia)] * tail[K_top][full(ib)] * c_abs[top] ** (K_top + 1)
     bad = relative > tol
     error += float(np.max(np.where(bad, 0.0, relative), initial=0.0))
     if bad.any():
-        qa_full, qb_full = np.broadcast_to(qa, cv.shape), np.broadcast_to(qb, cv.shape)
-        result[bad] = _quadrature(f, qa_full[bad], qb_full[bad], cv[bad], [], tol)
+        result[bad] = _quadrature(f, np.broadcast_to(qa, cv.shape)[bad], np.broadcast_to(qb, cv.shape)[bad],
+                                  cv[bad], [], tol)
     return result, error
 
 
