@@ -14,8 +14,9 @@ with V − C = E[(φ(u) − φ(v))²]/2 integrated as such (differencing V and C
 Relative errors for q*, χ₁, ξ_c; absolute for c*.  ξ_c is ill-conditioned next to the
 critical line (ξ_c → ∞; δξ/ξ = δχ_c/|log χ_c|), so its error is reported where ξ_c < 1000.
 
-BLAS runs single-threaded (set before numpy is imported): the products here are small, and on
-a shared two-core machine threaded BLAS spends its time contending.  Times are printed, never
+BLAS runs single-threaded for every method (set before numpy is imported; derive's mean-field
+numerics limit OpenBLAS to one thread themselves): the products here are small, and on a shared
+two-core machine threaded BLAS spends its time contending.  Times are printed, never
 asserted.  Run: python benchmarks/bench_phase_diagram.py [--n 1000] [--points 60]
 """
 
