@@ -28,7 +28,8 @@ from scipy import integrate
 import derive
 from derive.activations import BUILTINS
 from derive.gaussian import GaussianExpectation
-from derive.quadrature import mp_expectation, np_expectation_1d
+from derive.gaussian.quadrature import np_expectation_1d
+from derive.gaussian.reference import mp_expectation
 from derive.symbols import c, q, q1, q2, x, y
 
 

@@ -31,8 +31,8 @@ import numpy as np  # noqa: E402
 from scipy import integrate, optimize  # noqa: E402
 
 from derive.dual import dual_kernel  # noqa: E402
+from derive.gaussian.quadrature import np_expectation_1d, np_expectation_2d  # noqa: E402
 from derive.meanfield import MeanField, _map_functions  # noqa: E402
-from derive.quadrature import np_expectation_1d, np_expectation_2d  # noqa: E402
 
 W_RANGE, B_RANGE = (0.5, 4.0), (0.0, 0.3)
 

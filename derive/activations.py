@@ -29,8 +29,7 @@ from functools import cached_property
 import sympy as sp
 
 from derive.errors import DomainError, UnknownActivationError
-from derive.heaviside_form import derivative
-from derive.kinks import is_smooth, kinks
+from derive.piecewise import derivative, is_smooth, kinks
 from derive.symbols import x
 
 

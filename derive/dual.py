@@ -11,7 +11,7 @@ erf, Williams 1997) and evaluates them in float64 on whole Gram matrices:
 
 * closed forms are lambdified once;
 * 1-D expectations without one by the trapezoid rule below (smooth φ) or
-  :func:`derive.quadrature.np_expectation_1d` (kinked φ);
+  :func:`derive.gaussian.quadrature.np_expectation_1d` (kinked φ);
 * 2-D expectations of a smooth φ through the Mehler (Hermite) expansion
 
       E φ(u)φ(v) = Σ_k c^k a_k(q₁) a_k(q₂),   a_k(q) = E[φ(√q z) He_k(z)] / √k!,
@@ -19,7 +19,7 @@ erf, Williams 1997) and evaluates them in float64 on whole Gram matrices:
   truncated after K terms with the rigorous bound |c|^{K+1} √(T(q₁) T(q₂)),
   T(q) = V(q) − Σ_{k≤K} a_k(q)² (Cauchy–Schwarz on the tail); entries where that bound
   exceeds the tolerance (|c| close to 1 with slowly decaying a_k) are computed by
-  :func:`derive.quadrature.np_expectation_2d`, as are all entries of a kinked φ.
+  :func:`derive.gaussian.quadrature.np_expectation_2d`, as are all entries of a kinked φ.
 
 The coefficients a_k are projections on Hermite functions ψ_k(z) = He_k(z) e^{−z²/4}/√k!
 (stable three-term recurrence) by the trapezoid rule on a uniform grid, which converges
@@ -157,7 +157,7 @@ class DualKernel:
         square = lambda t: f(t) ** 2  # noqa: E731
         if self.activation.is_smooth:  # the rule of the Mehler coefficients: consistent tails
             return smooth_expectation(square, qv)
-        from derive.quadrature import np_expectation_1d
+        from derive.gaussian.quadrature import np_expectation_1d
 
         return np.asarray(np_expectation_1d(square, qv, self._kinks), dtype=float)
 
@@ -239,7 +239,7 @@ def _unique(qa: np.ndarray, qb: np.ndarray):
 
 
 def _quadrature(f, qa, qb, cv, kinks, tol):
-    from derive.quadrature import np_expectation_2d
+    from derive.gaussian.quadrature import np_expectation_2d
 
     qa, qb, cv = np.broadcast_arrays(qa, qb, cv)
     return np.asarray(np_expectation_2d(lambda u, v: f(u) * f(v), qa, qb, cv, kinks, kinks,

@@ -9,7 +9,7 @@ mean-field maps of a layer are (Poole et al. 2016; Schoenholz et al. 2017)
 None of V, D, C, C_d depends on σ_w², σ_b²: :class:`MapFunctions` evaluates them
 once per activation -- closed forms where `derive` found them, else the numerical
 quadrature of :func:`derive.lambdify` -- and, for smooth activations, through
-piecewise Chebyshev tables in (log q, c) (:mod:`derive.tabulate`) whose error is
+piecewise Chebyshev tables in (log q, c) (:mod:`derive.gaussian.tables`) whose error is
 estimated when they are built.  The correlation fixed point is solved in the
 divided-difference form G(q, c) = (V(q) − C(q, c)) / (1 − c) = q ∫_c^1 C_d dc′ / (1 − c),
 which removes the trivial root c = 1 and the cancellation next to it:
@@ -41,8 +41,8 @@ import sympy as sp
 from derive.activations import Activation
 from derive.errors import NumericError
 from derive.gaussian import GaussianExpectation
+from derive.gaussian.tables import Table1D, Table2D, single_threaded_blas
 from derive.symbols import c, q, x
-from derive.tabulate import Table1D, Table2D, single_threaded_blas
 
 Q_MIN, Q_MAX = 1e-300, 1e300
 #: error bounds (relative to V, resp. D) asked of the sampled E φ(u)φ(v) and E φ′(u)φ′(v) without
@@ -114,7 +114,7 @@ class MapFunctions:
         """V and D at arrays of q: the closed forms, else :func:`np_expectation_1d` of φ² and φ′²
         split at 0 and the kinks (the panels grade towards them, resolving φ(√q z) at large q)."""
         from derive.dual import numpy_function
-        from derive.quadrature import np_expectation_1d
+        from derive.gaussian.quadrature import np_expectation_1d
 
         act = self._dual.activation
         kinks = sorted({0.0, *(float(k) for k in act.kinks if k.is_number)})
@@ -489,7 +489,7 @@ def solve_critical(fns: MapFunctions, sb):
 
 class MpFunctions:
     """The same expectations at `dps` digits: closed forms through mpmath, integrals through
-    :func:`derive.quadrature.mp_expectation` (slow in 2-D)."""
+    :func:`derive.gaussian.reference.mp_expectation` (slow in 2-D)."""
 
     def __init__(self, expressions: dict, dps: int):
         self.dps = dps

@@ -60,6 +60,7 @@ from derive.fixedpoints import (
     solve_q_star,
 )
 from derive.gaussian import GaussianExpectation
+from derive.gaussian.tables import single_threaded_blas
 from derive.layers import Dense, KernelState, serial
 from derive.meanfield_results import (
     CriticalLine,
@@ -77,7 +78,6 @@ from derive.parsing import as_expr
 from derive.symbols import c, q, q1, q2, q_star
 from derive.symbols import sigma_b2 as SIGMA_B2
 from derive.symbols import sigma_w2 as SIGMA_W2
-from derive.tabulate import single_threaded_blas
 
 __all__ = ["MeanField", "CriticalLine", "CriticalPoint", "FixedPoint", "DepthScales", "PhaseDiagram",
            "GradientRatios", "Trajectory", "Regime"]

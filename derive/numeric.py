@@ -4,7 +4,7 @@
 `derive` produces: Heaviside (value H0 at 0, ½ unless the node says otherwise),
 Piecewise, Max/Min, sign, erf/erfc, and unevaluated
 :class:`~derive.gaussian.GaussianExpectation` nodes, each of which becomes a call
-to the vectorised quadrature :func:`derive.quadrature.np_expectation_1d` /
+to the vectorised quadrature :func:`derive.gaussian.quadrature.np_expectation_1d` /
 ``np_expectation_2d`` with its parameters evaluated as arrays.  The result
 broadcasts over its arguments like a numpy ufunc.
 
@@ -113,7 +113,7 @@ def lambdify(expr, args, *, nonfinite: str = "raise", rtol: float = 1e-13,
 
     Every free symbol of `expr` must be among `args` (else :class:`NumericError` naming the
     others).  Each :class:`~derive.gaussian.GaussianExpectation` is evaluated by Gaussian quadrature
-    (:func:`derive.quadrature.np_expectation_1d` / ``_2d``, relative error <= `rtol` of E|f|) split
+    (:func:`derive.gaussian.quadrature.np_expectation_1d` / ``_2d``, relative error <= `rtol` of E|f|) split
     at the kinks of its integrand; symbols of the integrand other than the integration variables
     (activation parameters) must be among `args` and are passed on as arrays.  A 1-D expectation
     whose integrand has no such parameters, evaluated at >= TABULATE_FROM variances at once, goes
@@ -168,8 +168,8 @@ def _expectation_call(node, namespace: dict, rtol: float, tabulate):
 
 def _expectation_function(node, extra: tuple, rtol: float, tabulate):
     """The numpy function (parameters..., extra...) → E[integrand] of one expectation node."""
-    from derive.kinks import kinks
-    from derive.quadrature import np_expectation_1d, np_expectation_2d
+    from derive.gaussian.quadrature import np_expectation_1d, np_expectation_2d
+    from derive.piecewise import kinks
 
     body, variables = node.integrand, node.variables
     if body.has(sp.DiracDelta):
@@ -221,7 +221,7 @@ class _LogChebyshev:
         self.levels = {}  # k at level 0 -> its level of refinement
 
     def _quadrature(self, q):
-        from derive.quadrature import np_expectation_1d
+        from derive.gaussian.quadrature import np_expectation_1d
 
         return np_expectation_1d(self.f, q, kinks=self.kinks, rtol=self.rtol)
 

@@ -1,6 +1,6 @@
-"""Closed-form Gaussian expectations (derive.closed_forms) against independent references.
+"""Closed-form Gaussian expectations (derive.gaussian.closed_forms) against independent references.
 
-1-D: every rule against the mpmath quadrature :func:`derive.quadrature.mp_expectation` at
+1-D: every rule against the mpmath quadrature :func:`derive.gaussian.quadrature.mp_expectation` at
 40 digits, relative tolerance 1e-28, at variances from 1e-6 to 1e4.
 2-D: (a) an iterated reference, E_x[E_w f(x, ρx + w)] with w ~ N(0, q₂(1 − c²)), whose
 inner 1-D expectation is the 1-D engine (checked above against quadrature) and whose outer
@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import derive
-from derive.closed_forms import closed_form_1d, closed_form_2d
 from derive.errors import DivergenceError
-from derive.kinks import kinks
-from derive.quadrature import mp_expectation
+from derive.gaussian.closed_forms import closed_form_1d, closed_form_2d
+from derive.gaussian.reference import mp_expectation
+from derive.piecewise import kinks
 from derive.symbols import c, q, q1, q2, x, y
 
 R = sp.Rational

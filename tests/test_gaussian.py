@@ -6,7 +6,7 @@ import sympy as sp
 
 import derive
 from derive.gaussian import GaussianExpectation
-from derive.quadrature import mp_expectation
+from derive.gaussian.reference import mp_expectation
 from derive.symbols import c, q, q1, q2, x, y
 
 

@@ -9,9 +9,9 @@ import derive
 from derive.errors import DomainError, NoFixedPointError, UnknownActivationError
 from derive.fixedpoints import Regime
 from derive.gaussian import GaussianExpectation
+from derive.gaussian.reference import mp_expectation
 from derive.layers import Dense, KernelState, serial
 from derive.meanfield import MeanField, _map_functions
-from derive.quadrature import mp_expectation
 from derive.symbols import c, q, q1, q2, sigma_b2, sigma_w2, x, y
 
 DPS = 30
@@ -309,7 +309,7 @@ def test_bad_input_raises_derive_errors_with_a_hint():
 
 
 def test_tanh_tables_agree_with_direct_quadrature():
-    from derive.quadrature import np_expectation_1d, np_expectation_2d
+    from derive.gaussian.quadrature import np_expectation_1d, np_expectation_2d
 
     fns = _map_functions(derive.activation("tanh"))
     rng = np.random.default_rng(1)

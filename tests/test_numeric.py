@@ -9,8 +9,8 @@ import sympy as sp
 
 import derive
 from derive.gaussian import GaussianExpectation
+from derive.gaussian.reference import mp_expectation
 from derive.numeric import TABULATE_FROM, lambdify
-from derive.quadrature import mp_expectation
 from derive.symbols import c, q, q1, q2, sigma_b2, sigma_w2, x, y
 
 a = sp.Symbol("a", positive=True)

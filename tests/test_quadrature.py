@@ -8,7 +8,8 @@ import pytest
 import sympy as sp
 
 import derive
-from derive.quadrature import mp_expectation, np_expectation_1d, np_expectation_2d
+from derive.gaussian.quadrature import np_expectation_1d, np_expectation_2d
+from derive.gaussian.reference import mp_expectation
 from derive.symbols import x, y
 
 Q_GRID = [1e-6, 1e-3, 0.1, 1.0, 3.7, 50.0, 1e4]

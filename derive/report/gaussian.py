@@ -19,9 +19,9 @@ import sympy as sp
 
 from derive.activations import BUILTINS, activation
 from derive.gaussian import GaussianExpectation, expect, expect2
+from derive.gaussian.reference import mp_expectation
 from derive.numeric import lambdify
 from derive.printing import latex
-from derive.quadrature import mp_expectation
 from derive.report import Check, Section
 from derive.symbols import c, q, q1, q2, x, y
 

@@ -23,7 +23,7 @@
    thresholds, trigonometric × erf) has no elementary closed form: None.
 
 >>> import sympy as sp
->>> from derive.gaussian_terms import Gaussian, Term
+>>> from derive.gaussian.terms import Gaussian, Term
 >>> q = sp.Symbol("q", positive=True)
 >>> expectation(Term(sp.S(1), (4,)), Gaussian((q,)))
 3*q**2
@@ -39,7 +39,7 @@ from itertools import product
 import sympy as sp
 
 from derive.errors import DivergenceError
-from derive.gaussian_terms import ZERO, Gaussian, Term
+from derive.gaussian.terms import ZERO, Gaussian, Term
 
 
 class TailDivergence(DivergenceError):

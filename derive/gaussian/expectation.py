@@ -3,7 +3,7 @@
 ``expect(f, x, q)`` is E[f(x)] with x ~ N(0, q); ``expect2(f, x, y, q1, q2, c)``
 is E[f(x, y)] with (x, y) centred jointly Gaussian, variances q1, q2 and
 correlation coefficient c.  Both first try the closed-form rules of
-:mod:`derive.closed_forms`, then ``sympy.integrate`` under a time limit (1-D),
+:mod:`derive.gaussian.closed_forms`, then ``sympy.integrate`` under a time limit (1-D),
 and otherwise return a :class:`GaussianExpectation`: a SymPy expression that
 prints as its defining integral, evaluates at any precision with
 ``.evalf(n)`` (mpmath quadrature split at the kinks) and lambdifies to a
@@ -105,7 +105,7 @@ class GaussianExpectation(sp.Expr):
         return printer._print(self.as_integral())
 
     def _eval_evalf(self, prec):
-        from derive.quadrature import mp_expectation
+        from derive.gaussian.reference import mp_expectation
 
         values = [p.evalf(prec) for p in self.parameters]
         body = self.integrand.evalf(prec)
@@ -144,7 +144,7 @@ def expect(expr, x, q) -> sp.Expr:
 
     `q` may be a number or any SymPy expression (e.g. ``sigma_w2*q + sigma_b2``).
     """
-    from derive.closed_forms import closed_form_1d
+    from derive.gaussian.closed_forms import closed_form_1d
 
     expr, x, q = as_expr(expr), as_expr(x), as_expr(q)
     _check_variance(q, "q")
@@ -158,7 +158,7 @@ def expect(expr, x, q) -> sp.Expr:
 
 def expect2(expr, x, y, q1, q2, c) -> sp.Expr:
     """E[expr] with (x, y) centred Gaussian, Var x = q1, Var y = q2, corr(x, y) = c."""
-    from derive.closed_forms import closed_form_2d
+    from derive.gaussian.closed_forms import closed_form_2d
 
     expr, x, y, q1, q2, c = map(as_expr, (expr, x, y, q1, q2, c))
     _check_variance(q1, "q1")
@@ -211,7 +211,7 @@ def _sympy_integrate_1d(expr, x, q):
 
 def _covariance_partials(f, variables, parameters):
     """∂E[f]/∂Σ₁₁, ∂E[f]/∂Σ₂₂, ∂E[f]/∂Σ₁₂ (1-D: ∂E[f]/∂q), each a Gaussian expectation."""
-    from derive.kinks import is_smooth
+    from derive.piecewise import is_smooth
 
     if len(variables) == 1:
         (u,), (q,) = variables, parameters

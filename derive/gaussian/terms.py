@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import sympy as sp
 
-from derive.heaviside_form import Unsupported, leading, linear_form
+from derive.piecewise import Unsupported, leading, linear_form
 
 ZERO = sp.S.Zero
 

@@ -5,11 +5,11 @@ q1, q2, c)`` is E[f(x, y)] for centred (x, y) with variances q1, q2 and
 correlation c.  Both return a SymPy expression or None when no rule applies;
 they never return a partial answer.  The pipeline:
 
-1. kinks to Heaviside form (:mod:`derive.heaviside_form`): Max(0, x) = xΘ(x),
+1. kinks to Heaviside form (:mod:`derive.piecewise`): Max(0, x) = xΘ(x),
    |x| = x(2Θ(x) − 1), sign, Min, Piecewise;
 2. linearity: expand into products, products of sin/cos into sums;
-3. each product read as a :class:`~derive.gaussian_terms.Term` and evaluated by the
-   rules of :mod:`derive.gaussian_rules` (completing the square, Dirac deltas,
+3. each product read as a :class:`~derive.gaussian.terms.Term` and evaluated by the
+   rules of :mod:`derive.gaussian.rules` (completing the square, Dirac deltas,
    moments and Stein's lemma, sign-type and trigonometric base kernels).
 
 A delta at a point where the rest of the integrand jumps (Θ(x)δ(x)) is
@@ -43,9 +43,9 @@ from functools import lru_cache
 import sympy as sp
 from sympy.simplify.fu import TR8
 
-from derive.gaussian_rules import TailDivergence, expectation
-from derive.gaussian_terms import Gaussian, Term, parse_term
-from derive.heaviside_form import Unsupported, reduce_deltas, to_heaviside
+from derive.gaussian.rules import TailDivergence, expectation
+from derive.gaussian.terms import Gaussian, Term, parse_term
+from derive.piecewise import Unsupported, reduce_deltas, to_heaviside
 
 _TRIG = (sp.sin, sp.cos)
 
