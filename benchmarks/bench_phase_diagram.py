@@ -30,7 +30,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import integrate, optimize  # noqa: E402
 
-from derive.dual import dual_kernel  # noqa: E402
+from derive.gaussian.moments import moments_of  # noqa: E402
 from derive.gaussian.quadrature import np_expectation_1d, np_expectation_2d  # noqa: E402
 from derive.meanfield import MeanField, _map_functions  # noqa: E402
 
@@ -204,7 +204,7 @@ def main():
         print(f"  scipy quad:    {errors(np.array(quad).T, ref[:, :len(quad)])}")
     fns = _map_functions(mf.activation)
     print(f"\ntables: {fns._table_cd.patch_count} C_d patches, {fns._table_g.patch_count} G patches; "
-          f"estimated error {fns.error:.1e}; Mehler source: {dual_kernel(mf.activation).method}")
+          f"estimated error {fns.error:.1e}; Mehler source: {moments_of(mf.activation).methods}")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ from functools import singledispatch
 
 import numpy as np
 
-from derive.dual import dual_kernel
 from derive.errors import DomainError
+from derive.gaussian.moments import moments_of
 from derive.layers import Dense, Dropout, LayerNorm, Nonlinearity, Repeat, Residual, Serial, as_layer
 
 __all__ = ["Empirical", "simulate"]
@@ -122,9 +122,9 @@ def _(layer: Dense, H, run):
 
 @_forward.register
 def _(layer: Nonlinearity, H, run):
-    dual = dual_kernel(layer.activation)
-    slope = dual.dphi(H)
-    return dual.phi(H), lambda delta: delta * slope
+    moments = moments_of(layer.activation)
+    slope = moments.dphi(H)
+    return moments.phi(H), lambda delta: delta * slope
 
 
 @_forward.register

@@ -41,8 +41,10 @@ import sympy as sp
 from derive.activations import Activation
 from derive.errors import NumericError
 from derive.gaussian import GaussianExpectation
+from derive.gaussian.moments import moments_of
 from derive.gaussian.tables import Table1D, Table2D, single_threaded_blas
-from derive.symbols import c, q, x
+from derive.numeric import lambdify
+from derive.symbols import c, q
 
 Q_MIN, Q_MAX = 1e-300, 1e300
 #: error bounds (relative to V, resp. D) asked of the sampled E φ(u)φ(v) and E φ′(u)φ′(v) without
@@ -63,20 +65,11 @@ class Regime(IntEnum):
 
 def _numpy_function(expr: sp.Expr, args: tuple):
     """A vectorised float evaluator of `expr` (closed form or Gaussian-expectation integrals)."""
-    if not expr.has(GaussianExpectation):
-        from derive.dual import numpy_function
-
-        f = numpy_function(expr, args)
-    else:
-        from derive.numeric import lambdify
-
-        f = lambdify(expr, list(args))
+    f = lambdify(expr, list(args), nonfinite="nan")
 
     def evaluate(*values):
         values = [np.asarray(v, dtype=float) for v in values]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = f(*values)
-        return np.broadcast_to(np.asarray(out, dtype=float), np.broadcast(*values).shape).copy()
+        return np.broadcast_to(np.asarray(f(*values), dtype=float), np.broadcast(*values).shape).copy()
 
     return evaluate
 
@@ -85,19 +78,17 @@ class MapFunctions:
     """V, V′, D, D′ (functions of q) and C, C_d, G (of q, c) of one activation in float64.
 
     For a smooth activation every evaluation goes through Chebyshev tables: V and D in log q
-    (V′, D′ their derivatives) from closed forms or 1-D quadrature, C_d in (log q, c) from
-    :class:`derive.dual.DualKernel` (closed forms, or the Mehler-Hermite expansion with its tail
-    bound), and G from the C_d table.  For a kinked one the SymPy `expressions` (names V, Vq, D, Dq, C, Cd)
-    are evaluated directly.
+    (V′, D′ their derivatives) sampled from their moments (:mod:`derive.gaussian.moments`), C_d
+    in (log q, c) from the moment C_d (closed form, or the Mehler expansion with its tail bound),
+    and G from the C_d table.  For a kinked one the SymPy `expressions` (names V, Vq, D, Dq, C,
+    Cd) are evaluated directly.
     """
 
     def __init__(self, act: Activation, expressions: dict):
-        from derive.dual import dual_kernel
-
         self.expressions = expressions
         self.closed_form = not any(e.has(GaussianExpectation) for e in expressions.values())
         self.tabulated = act.is_smooth
-        self._dual = dual_kernel(act)
+        self._moments = moments_of(act)
         self._source_error = 0.0
         if self.tabulated:
             tol = 1e-14 if self.closed_form else 1e-13
@@ -109,33 +100,16 @@ class MapFunctions:
             self._cd = _numpy_function(expressions["Cd"], (q, c))
             self._c = _numpy_function(expressions["C"], (q, c))
 
-    @cached_property
-    def _one_sources(self) -> tuple:
-        """V and D at arrays of q: the closed forms, else :func:`np_expectation_1d` of φ² and φ′²
-        split at 0 and the kinks (the panels grade towards them, resolving φ(√q z) at large q)."""
-        from derive.dual import numpy_function
-        from derive.gaussian.quadrature import np_expectation_1d
-
-        act = self._dual.activation
-        kinks = sorted({0.0, *(float(k) for k in act.kinks if k.is_number)})
-        sources = []
-        for name, body in (("V", act(x)), ("D", act.derivative(x))):
-            if not self.expressions[name].has(GaussianExpectation):
-                sources.append(numpy_function(self.expressions[name], (q,)))
-            else:
-                f = numpy_function(body, (x,))
-                sources.append(lambda qv, f=f: np_expectation_1d(lambda u: f(u) ** 2, qv, kinks))
-        return tuple(sources)
-
     def _sample_one(self, t):
         qv = np.exp(t)
-        return np.stack([np.asarray(source(qv), dtype=float) for source in self._one_sources])
+        return np.stack([m.evaluate(qv, tol=1e-14, tabulate=False).value
+                         for m in (self._moments.V, self._moments.D)])
 
     def _sample_cd(self, t, cc):
         qv = np.exp(t)
-        values, error = self._dual.two(qv, qv, cc, derivative=True, tol=CD_TOL)
-        self._source_error = max(self._source_error, float(error))
-        return np.asarray(values, dtype=float).reshape(1, -1)
+        e = self._moments.Cd.evaluate(qv, qv, cc, tol=CD_TOL)
+        self._source_error = max(self._source_error, e.relative_to(self._table1(t)[1]))
+        return e.value.reshape(1, -1)
 
     def _sample_g(self, t, cc):
         """G = (V − C)/(1 − c), with C sampled directly where 1 − c >= 1/16 (the division costs at
@@ -145,9 +119,10 @@ class MapFunctions:
         qv, g = np.exp(t), np.empty(t.size)
         far = 1 - cc >= 1 / 16
         if far.any():
-            C, error = self._dual.two(qv[far], qv[far], cc[far], tol=C_TOL)
-            self._source_error = max(self._source_error, 16 * float(error))
-            g[far] = (self._table1(t[far])[0] - C) / (1 - cc[far])
+            V = self._table1(t[far])[0]
+            e = self._moments.C.evaluate(qv[far], qv[far], cc[far], tol=C_TOL)
+            self._source_error = max(self._source_error, 16 * e.relative_to(V))
+            g[far] = (V - e.value) / (1 - cc[far])
         near = np.flatnonzero(~far & (1 - cc >= 1 / 32))
         g[near] = qv[near] * self._table_cd.integral(t[near], cc[near])[0] / (1 - cc[near])
         closest = np.flatnonzero(1 - cc < 1 / 32)
@@ -174,7 +149,7 @@ class MapFunctions:
         if self.closed_form:
             source = "closed forms"
         elif self.tabulated:
-            source = f"1-D Gaussian quadrature; 2-D: {self._dual.method}"
+            source = f"1-D Gaussian quadrature; 2-D: {self._moments.Cd.method.value}"
         else:
             source = "numerical Gaussian quadrature (derive.lambdify)"
         if not self.tabulated:

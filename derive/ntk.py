@@ -7,9 +7,10 @@ of neural-tangents' ``stax`` (Jacot et al. 2018; Arora et al. 2019; Novak et al.
 
     Σ^{l+1} = σ_w² E φ(u)φ(v) + σ_b²,   Θ^{l+1} = Σ^{l+1} + σ_w² E φ′(u)φ′(v) Θ^l.
 
-Activation layers use the closed forms of :func:`derive.expect2` where they exist (the
-arc-cosine kernel of ReLU, the arcsine kernel of erf, GELU, ...) and the numerical routes of
-:mod:`derive.dual` otherwise; the result records which (:attr:`Gram.method`).  The diagonal of
+Activation layers read the Gaussian engine (:mod:`derive.gaussian.moments`): closed forms of
+:func:`derive.expect2` where they exist (the arc-cosine kernel of ReLU, the arcsine kernel of
+erf, GELU, ...), the Mehler expansion or panel quadrature otherwise; the result records which
+(:attr:`Gram.methods`, readable as :attr:`Gram.method`).  The diagonal of
 a Gram is each input with itself (one forward pass: with dropout, the same mask); the
 off-diagonal entries are pairs of inputs.
 
@@ -26,18 +27,16 @@ array([[1.        , 0.31830989],
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import mpmath as mp
 import numpy as np
 import sympy as sp
 
-from derive.dual import dual_kernel
 from derive.errors import DomainError, NumericError
-from derive.gaussian import GaussianExpectation
+from derive.gaussian.moments import Method, moments_of
 from derive.layers import Algebra, KernelState, Kind
 from derive.parsing import as_expr
-from derive.symbols import c, q, q1, q2
 
 __all__ = ["Gram", "Kernels", "PairKernels", "kernels", "kernels_mp"]
 
@@ -45,19 +44,33 @@ __all__ = ["Gram", "Kernels", "PairKernels", "kernels", "kernels_mp"]
 # --- results -------------------------------------------------------------------------------------
 
 
+def _describe(methods: tuple) -> str:
+    """'relu: closed form; tanh: Mehler-Hermite expansion, panel quadrature' from the structure."""
+    if not methods:
+        return "no activation: linear algebra only"
+    order = list(Method)
+    return "; ".join(f"{name}: " + ", ".join(m.value for m in sorted(used, key=order.index))
+                     for name, used in methods)
+
+
 @dataclass(frozen=True, eq=False)
 class Gram:
     """A Gram matrix (read-only float64) and how it was obtained.
 
-    ``np.asarray(gram)`` is the matrix.  `error` is the largest truncation-error bound of any
-    numerical activation layer, relative to √(K_aa K_bb) of that layer's kernel (0 for closed
-    forms, whose error is float64 rounding only).
+    ``np.asarray(gram)`` is the matrix.  `methods` holds, for each activation layer (by name),
+    the set of :class:`~derive.gaussian.moments.Method` its moments used; `method` says it in
+    words.  `error` is the largest error bound of any activation layer, relative to √(K_aa K_bb)
+    of that layer's kernel.
     """
 
     name: str
     matrix: np.ndarray
-    method: str
+    methods: tuple
     error: float = 0.0
+
+    @property
+    def method(self) -> str:
+        return _describe(self.methods)
 
     def __post_init__(self):
         self.matrix.setflags(write=False)
@@ -88,6 +101,10 @@ class Kernels:
     def method(self) -> str:
         return self.nngp.method
 
+    @property
+    def methods(self) -> tuple:
+        return self.nngp.methods
+
 
 @dataclass(frozen=True)
 class PairKernels:
@@ -115,7 +132,7 @@ class Float64Algebra(Algebra):
 
     def __init__(self, tol: float, with_ntk: bool):
         self.tol, self.with_ntk = tol, with_ntk
-        self.methods: dict[str, str] = {}
+        self.used: dict[str, frozenset] = {}
         self.error = 0.0
 
     def const(self, value: sp.Expr) -> float:
@@ -131,13 +148,13 @@ class Float64Algebra(Algebra):
         return np.sqrt(value)
 
     def activation(self, act, s: KernelState) -> KernelState:
-        dual = dual_kernel(act)
-        self.methods[act.name] = dual.method
         inverse = [np.where(k > 0, 1 / np.sqrt(np.where(k > 0, k, 1.0)), 0.0) for k in (s.k11, s.k22)]
         corr = s.k12 * inverse[0]  # c = 0 where a variance is 0 (that input is 0 a.s.)
         corr *= inverse[1]
         np.clip(corr, -1.0, 1.0, out=corr)
-        (k11, k22, k12), derivs, error = dual.gram(s.k11, s.k22, corr, self.tol, self.with_ntk)
+        (k11, k22, k12), derivs, error, used = moments_of(act).gram(s.k11, s.k22, corr, self.tol,
+                                                                    self.with_ntk)
+        self.used[act.name] = self.used.get(act.name, frozenset()) | used
         self.error = max(self.error, error)
         if not self.with_ntk:
             return KernelState(k11, k22, k12, s.t11, s.t22, s.t12, s.chi)
@@ -145,10 +162,8 @@ class Float64Algebra(Algebra):
         return KernelState(k11, k22, k12, s.t11 * d11, s.t22 * d22, s.t12 * dd12, s.chi * d11)
 
     @property
-    def method(self) -> str:
-        if not self.methods:
-            return "no activation: linear algebra only"
-        return "; ".join(f"{name}: {how}" for name, how in self.methods.items())
+    def methods(self) -> tuple:
+        return tuple(self.used.items())
 
 
 def _inputs(X) -> np.ndarray:
@@ -196,12 +211,12 @@ def kernels(net, X, *, tol: float = 1e-12, ntk: bool = True) -> Kernels:
             raise NumericError("overflow while propagating the kernels: the variances grow without "
                                "bound through this network (reduce sigma_w2 or the depth)") from None
     nngp = _assemble(out.k12, out.k11, n)
-    method = algebra.method
-    grams = [Gram("NNGP", nngp, method, algebra.error)]
-    grams.append(Gram("NTK", _assemble(out.t12, out.t11, n), method, algebra.error) if ntk else None)
+    methods = algebra.methods
+    grams = [Gram("NNGP", nngp, methods, algebra.error)]
+    grams.append(Gram("NTK", _assemble(out.t12, out.t11, n), methods, algebra.error) if ntk else None)
     for gram in grams:
         if gram is not None and not np.all(np.isfinite(gram.matrix)):
-            raise NumericError(f"the {gram.name} Gram has non-finite entries ({method})")
+            raise NumericError(f"the {gram.name} Gram has non-finite entries ({gram.method})")
     chi = np.array(np.broadcast_to(out.chi, (n, 1))[:, 0]) if ntk else None
     return Kernels(*grams, chi)
 
@@ -219,58 +234,54 @@ def _assemble(off: np.ndarray, diag: np.ndarray, n: int) -> np.ndarray:
 
 
 class MpAlgebra(Algebra):
-    """Layer formulas on SymPy Floats at `dps` digits; activations by substituting numbers into
-    the dual kernel's forms (closed forms evaluate directly, integrals by mpmath quadrature)."""
+    """Layer formulas on mpmath numbers at `dps` digits (plus guard digits); activations through
+    the moments' any-precision path (closed forms evaluate directly, integrals by the mpmath
+    reference quadrature)."""
 
     name = "mpmath"
 
     def __init__(self, dps: int, with_ntk: bool = True):
         self.dps, self.with_ntk = dps, with_ntk
         self.prec = dps + 10
-        self.methods: dict[str, str] = {}
+        self.used: dict[str, str] = {}
 
-    def number(self, value) -> sp.Float:
+    def const(self, value: sp.Expr) -> mp.mpf:
         out = sp.sympify(value).evalf(self.prec)
         if not out.is_number:
             raise DomainError(f"the network has a symbolic parameter in {value}; substitute numbers")
-        return sp.Float(out, self.prec)
-
-    def const(self, value: sp.Expr) -> sp.Float:
-        return self.number(value)
+        return mp.mpf(sp.Float(out, self.prec)._mpf_)
 
     def sqrt(self, value):
-        return self.number(sp.sqrt(value))
+        return mp.sqrt(value)
 
     def activation(self, act, s: KernelState) -> KernelState:
-        dual = dual_kernel(act)
-        forms = {name: dual.form(name) for name in ("V", "C", "D", "Cd")[:4 if self.with_ntk else 2]}
-        closed = all(not f.has(GaussianExpectation) for f in forms.values())
-        self.methods[act.name] = ("closed form" if closed
-                                  else "closed form where derived, mpmath quadrature otherwise")
-        corr = s.k12 / sp.sqrt(s.k11 * s.k22) if (s.k11 * s.k22) != 0 else sp.S.Zero
-        corr = max(min(self.number(corr), sp.S.One), -sp.S.One)
-
-        def one(name, v):
-            return self.number(forms[name].xreplace({q: v}))
-
-        def two(name):
-            return self.number(forms[name].xreplace({q1: s.k11, q2: s.k22, c: corr}))
-
-        k = (one("V", s.k11), one("V", s.k22), two("C"))
+        moments = moments_of(act)
+        moments.check_numeric()
+        used = [moments.V, moments.C] + ([moments.D, moments.Cd] if self.with_ntk else [])
+        closed = all(m.method is Method.CLOSED_FORM for m in used)
+        self.used[act.name] = ("closed form" if closed
+                               else "closed form where derived, mpmath quadrature otherwise")
+        product = s.k11 * s.k22
+        corr = max(min(s.k12 / mp.sqrt(product), mp.mpf(1)), mp.mpf(-1)) if product else mp.mpf(0)
+        digits = self.prec
+        k = (moments.V.mp(s.k11, dps=digits), moments.V.mp(s.k22, dps=digits),
+             moments.C.mp(s.k11, s.k22, corr, dps=digits))
         if not self.with_ntk:
-            return KernelState(*k, s.t11, s.t22, s.t12, s.chi)
-        d11 = one("D", s.k11)
-        return KernelState(*k, s.t11 * d11, s.t22 * one("D", s.k22), s.t12 * two("Cd"), s.chi * d11)
+            return replace(s, k11=k[0], k22=k[1], k12=k[2])
+        d11, d22 = moments.D.mp(s.k11, dps=digits), moments.D.mp(s.k22, dps=digits)
+        dd12 = moments.Cd.mp(s.k11, s.k22, corr, dps=digits)
+        return replace(s, k11=k[0], k22=k[1], k12=k[2], t11=s.t11 * d11, t22=s.t22 * d22,
+                       t12=s.t12 * dd12, chi=s.chi * d11)
 
 
 def kernels_mp(net, x1, x2, dps: int = 30, *, ntk: bool = True) -> PairKernels:
     """NNGP and NTK (None with ``ntk=False``) of two inputs at `dps` significant digits (mpmath).
 
     Closed-form layers cost nothing; numerical ones evaluate their defining integrals by
-    mpmath quadrature (slow for 2-D integrals: seconds to minutes per layer at 30 digits).
+    mpmath quadrature (seconds per layer at 30 digits).
     """
-    if not isinstance(dps, int) or dps < 15:
-        raise DomainError(f"dps = {dps!r} must be an integer >= 15")
+    if isinstance(dps, bool) or not isinstance(dps, int) or not 15 <= dps <= 1000:
+        raise DomainError(f"dps = {dps!r} must be an integer from 15 to 1000")
     a, b = _mp_vector(x1, dps + 20), _mp_vector(x2, dps + 20)
     if len(a) != len(b):
         raise DomainError(f"x1 and x2 have different lengths ({len(a)} and {len(b)})")
@@ -278,17 +289,15 @@ def kernels_mp(net, x1, x2, dps: int = 30, *, ntk: bool = True) -> PairKernels:
     algebra = MpAlgebra(dps, ntk)
     d = len(a)
     with mp.workdps(algebra.prec):
-        k11, k22, k12 = (algebra.number(sp.Float(mp.fsum(ui * vi for ui, vi in zip(u, v, strict=True)) / d,
-                                                 algebra.prec))
+        k11, k22, k12 = (mp.fsum(ui * vi for ui, vi in zip(u, v, strict=True)) / d
                          for u, v in ((a, a), (b, b), (a, b)))
-    zero, one = sp.Float(0, algebra.prec), sp.Float(1, algebra.prec)
-    out = net.apply(KernelState(k11, k22, k12, zero, zero, zero, one), algebra)
+        zero = mp.mpf(0)
+        out = net.apply(KernelState(k11=k11, k22=k22, k12=k12, t11=zero, t22=zero, t12=zero, chi=mp.mpf(1)),
+                        algebra)
     with mp.workdps(dps):
-        as_mp = lambda v: +mp.mpf(sp.Float(v, algebra.prec)._mpf_)  # noqa: E731
-        nngp = mp.matrix([[as_mp(out.k11), as_mp(out.k12)], [as_mp(out.k12), as_mp(out.k22)]])
-        theta = (mp.matrix([[as_mp(out.t11), as_mp(out.t12)], [as_mp(out.t12), as_mp(out.t22)]])
-                 if ntk else None)
-    method = "; ".join(f"{k}: {v}" for k, v in algebra.methods.items()) or "no activation"
+        nngp = mp.matrix([[+out.k11, +out.k12], [+out.k12, +out.k22]])
+        theta = mp.matrix([[+out.t11, +out.t12], [+out.t12, +out.t22]]) if ntk else None
+    method = "; ".join(f"{k}: {v}" for k, v in algebra.used.items()) or "no activation"
     return PairKernels(nngp, theta, dps, method)
 
 

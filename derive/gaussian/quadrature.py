@@ -129,9 +129,10 @@ def _rule_2d(f, q1, q2, c, kx, ky, ky_calls, args, level, n):
             _tail(z1, absolute * outer_w) + np.sum(inner_tail * outer_w, axis=-1))
 
 
-def _adaptive(rule, size: int, parameters: dict, rtol: float) -> np.ndarray:
-    """Run `rule(level, n, index)` at both orders, refining the elements that fail the checks."""
-    result = np.full(size, np.nan)
+def _adaptive(rule, size: int, parameters: dict, rtol: float) -> tuple:
+    """Run `rule(level, n, index)` at both orders, refining the elements that fail the checks.
+    Returns (values, error estimates): |high − low| + the rounding of the sum, 4e-16·E|f|."""
+    result, error = np.full(size, np.nan), np.full(size, np.nan)
     todo = np.arange(size)
     for level in range(_REFINEMENTS + 1):
         if not todo.size:
@@ -148,14 +149,16 @@ def _adaptive(rule, size: int, parameters: dict, rtol: float) -> np.ndarray:
             raise NumericError("the integrand does not decay within 10.5 standard deviations at "
                                + _describe(parameters, bad) + ": the expectation diverges or its mass "
                                "lies far in the Gaussian tails; use mp_expectation or a closed form")
-        ok = np.abs(high - low) <= rtol * absolute
+        difference = np.abs(high - low)
+        ok = difference <= rtol * absolute
         result[todo[ok]] = high[ok]
+        error[todo[ok]] = difference[ok] + tail[ok] + 4e-16 * absolute[ok]
         todo = todo[~ok]
     if todo.size:
         raise NumericError("Gaussian quadrature did not reach the requested accuracy at "
                            + _describe(parameters, todo[:3]) + ": if the integrand has kinks or jumps, "
                            "pass them (kinks=...); if it is steep on a scale much finer than 1, rescale it")
-    return result
+    return result, error
 
 
 def _describe(parameters: dict, index) -> str:
@@ -191,7 +194,7 @@ def _shaped(result: np.ndarray, shape):
     return result[()] if result.ndim == 0 else result
 
 
-def np_expectation_1d(f, q, kinks=(), rtol: float = 1e-13, *, args=()):
+def np_expectation_1d(f, q, kinks=(), rtol: float = 1e-13, *, args=(), with_error: bool = False):
     """E[f(√q z)], z ~ N(0, 1), elementwise over the array `q` (any shape), in float64.
 
     `f` is a vectorised numpy callable ``f(x, *args)``; `kinks` are the points in x where f or
@@ -214,7 +217,7 @@ def np_expectation_1d(f, q, kinks=(), rtol: float = 1e-13, *, args=()):
     _check_variances(q)
     kink_array = _columns(flat[:len(kinks)], q.size)
     args = flat[len(kinks):]
-    result = np.empty(q.size)
+    result, error = np.empty(q.size), np.zeros(q.size)
     zero = q == 0
     if zero.any():
         result[zero] = _evaluate(f, (int(zero.sum()),), np.zeros(int(zero.sum())), *(a[zero] for a in args))
@@ -229,11 +232,14 @@ def np_expectation_1d(f, q, kinks=(), rtol: float = 1e-13, *, args=()):
         def rule(level, n, todo, qi=qi, centres=centres, ai=ai):
             return _rule_1d(f, qi[todo], centres[todo], [a[todo] for a in ai], level, n)
 
-        result[index] = _adaptive(rule, index.size, {"q": qi}, rtol)
+        result[index], error[index] = _adaptive(rule, index.size, {"q": qi}, rtol)
+    if with_error:
+        return _shaped(result, shape), _shaped(error, shape)
     return _shaped(result, shape)
 
 
-def np_expectation_2d(f, q1, q2, c, kinks_x=(), kinks_y=(), rtol: float = 1e-13, *, args=()):
+def np_expectation_2d(f, q1, q2, c, kinks_x=(), kinks_y=(), rtol: float = 1e-13, *, args=(),
+                      with_error: bool = False):
     """E[f(u, v)] with u = √q1 z1, v = √q2 (c z1 + √(1−c²) z2), z1, z2 iid N(0, 1), elementwise
     over broadcasting arrays q1, q2, c, in float64.
 
@@ -244,7 +250,7 @@ def np_expectation_2d(f, q1, q2, c, kinks_x=(), kinks_y=(), rtol: float = 1e-13,
     the outer panels where u crosses the x-kinks and where c√q2 z1 crosses the y-kinks.  At |c| = 1,
     q1 = 0 or q2 = 0 the expectation is one-dimensional and is computed so (callable y-kinks are
     then left to the error control).  |c| up to 1 + 1e-12 is read as ±1 (rounding in c-maps).
-    Error control as in :func:`np_expectation_1d`.
+    Error control (and ``with_error``) as in :func:`np_expectation_1d`.
 
     >>> import numpy as np
     >>> relu = lambda x: np.maximum(x, 0)
@@ -264,8 +270,8 @@ def np_expectation_2d(f, q1, q2, c, kinks_x=(), kinks_y=(), rtol: float = 1e-13,
     kx = _columns(flat[:len(kinks_x)], q1.size)
     ky = _columns(flat[len(kinks_x):len(kinks_x) + len(numeric_y)], q1.size)
     args = flat[len(kinks_x) + len(numeric_y):]
-    result = np.empty(q1.size)
-    _degenerate_2d(f, q1, q2, c, kx, ky, calls, args, rtol, result)
+    result, error = np.empty(q1.size), np.zeros(q1.size)
+    _degenerate_2d(f, q1, q2, c, kx, ky, calls, args, rtol, result, error)
     live = np.flatnonzero((q1 > 0) & (q2 > 0) & (np.abs(c) < 1))
     per_element = (80 * (1 + kx.shape[1] + ky.shape[1]) * _ORDERS[0]) ** 2
     for part in _chunks(live.size, per_element):
@@ -276,11 +282,14 @@ def np_expectation_2d(f, q1, q2, c, kinks_x=(), kinks_y=(), rtol: float = 1e-13,
         def rule(level, n, todo, values=values, ai=ai):
             return _rule_2d(f, *(v[todo] for v in values), calls, [a[todo] for a in ai], level, n)
 
-        result[index] = _adaptive(rule, index.size, {"q1": values[0], "q2": values[1], "c": values[2]}, rtol)
+        result[index], error[index] = _adaptive(rule, index.size, {"q1": values[0], "q2": values[1],
+                                                                   "c": values[2]}, rtol)
+    if with_error:
+        return _shaped(result, shape), _shaped(error, shape)
     return _shaped(result, shape)
 
 
-def _degenerate_2d(f, q1, q2, c, kx, ky, calls, args, rtol, result):
+def _degenerate_2d(f, q1, q2, c, kx, ky, calls, args, rtol, result, error):
     """Fill `result` where the 2-D expectation is one-dimensional: q1 = 0 (u = 0), else q2 = 0
     (v = 0), else |c| = 1 (v = c √(q2/q1) u)."""
     no_u = q1 == 0
@@ -290,15 +299,15 @@ def _degenerate_2d(f, q1, q2, c, kx, ky, calls, args, rtol, result):
         i = np.flatnonzero(no_u)
         zero = np.zeros(i.size)
         kinks = [*ky[i].T, *(k(zero, *(a[i] for a in args)) for k in calls)]
-        result[i] = np_expectation_1d(lambda v, *a: f(0 * v, v, *a), q2[i], kinks, rtol,
-                                      args=[a[i] for a in args])
+        result[i], error[i] = np_expectation_1d(lambda v, *a: f(0 * v, v, *a), q2[i], kinks, rtol,
+                                                args=[a[i] for a in args], with_error=True)
     if no_v.any():
         i = np.flatnonzero(no_v)
-        result[i] = np_expectation_1d(lambda u, *a: f(u, 0 * u, *a), q1[i], list(kx[i].T), rtol,
-                                      args=[a[i] for a in args])
+        result[i], error[i] = np_expectation_1d(lambda u, *a: f(u, 0 * u, *a), q1[i], list(kx[i].T), rtol,
+                                                args=[a[i] for a in args], with_error=True)
     if line.any():
         i = np.flatnonzero(line)
         ratio = c[i] * np.sqrt(q2[i] / q1[i])
         kinks = [*kx[i].T, *(ky[i].T / ratio)]
-        result[i] = np_expectation_1d(lambda u, k, *a: f(u, k * u, *a), q1[i], kinks, rtol,
-                                      args=[ratio, *(a[i] for a in args)])
+        result[i], error[i] = np_expectation_1d(lambda u, k, *a: f(u, k * u, *a), q1[i], kinks, rtol,
+                                                args=[ratio, *(a[i] for a in args)], with_error=True)

@@ -18,12 +18,13 @@ quadrature (~5-20 s at 30 digits).  Neither uses the closed-form rules.
 from __future__ import annotations
 
 import math
-from functools import cache
+from functools import cache, lru_cache
 
 import mpmath as mp
 import sympy as sp
 
 from derive.errors import DivergenceError, DomainError, NumericError
+from derive.gaussian.mehler import MpCoefficients, mp_projections, mp_series, mp_terms_cap
 from derive.piecewise import kinks
 
 _MP_MODULES = [{"Heaviside": lambda t, h0=0.5: mp.mpf(0) if t < 0 else (mp.mpf(1) if t > 0 else h0),
@@ -71,7 +72,7 @@ def _mp_legendre(n: int, dps: int) -> tuple:
     return tuple(map(mp.mpf, nodes)), tuple(map(mp.mpf, weights))
 
 
-def _mp_ends(centres, scales, reach) -> list:
+def mp_panel_ends(centres, scales, reach) -> list:
     """Sorted panel ends in [-reach, reach] (see the comment above)."""
     n = int(mp.ceil(reach / _MP_WIDTH))
     points = {reach * k / n for k in range(-n, n + 1)}
@@ -86,49 +87,45 @@ def _mp_ends(centres, scales, reach) -> list:
     return sorted(p for p in points if abs(p) <= reach)
 
 
-class _MPRule:
-    """Composite Gauss–Legendre: ``nodes(ends, digits, which)`` gives (z, w·φ(z)) on the panels
-    between `ends`, each panel with enough nodes for `digits` digits relative to the peak of the
-    Gaussian weight (fewer where the weight is small); which = 0 is the high rule, 1 the low one
-    (3 nodes fewer per panel).  Panels are cached: the uniform grid recurs in every inner integral."""
+def _order(a, b, digits: float, which: int) -> int:
+    """Nodes for `digits` digits on the panel [a, b] (fitted to the fewest that suffice for the
+    Gaussian times tanh, x², 1 at 20-50 digits): the digits left after the Gaussian weight has
+    fallen, plus a margin where a polynomial factor grows; narrow (graded) panels resolve a
+    feature.  which = 0 is the high rule, 1 the low one (3 nodes fewer)."""
+    nearest = 0.0 if a < 0 < b else float(min(abs(a), abs(b)))
+    needed = digits - nearest**2 / 2 / math.log(10) + (2 if nearest > 4 else 0)
+    if b - a < 0.7 * _MP_WIDTH:
+        low = math.ceil(0.55 * digits) + 4
+    else:
+        low = max(6, math.ceil(0.45 * needed) + 6)
+    return low + 3 * (1 - which)
 
-    def __init__(self):
-        self.dps = mp.mp.dps
-        self.norm = 1 / mp.sqrt(2 * mp.pi)
-        self.cache = {}
 
-    @staticmethod
-    def order(a, b, digits: float, which: int) -> int:
-        """Nodes for `digits` digits on [a, b] (fitted to the fewest that suffice for the Gaussian
-        times tanh, x², 1 at 20-50 digits): the digits left after the Gaussian weight has fallen,
-        plus a margin where a polynomial factor grows; narrow (graded) panels resolve a feature."""
-        nearest = 0.0 if a < 0 < b else float(min(abs(a), abs(b)))
-        needed = digits - nearest**2 / 2 / math.log(10) + (2 if nearest > 4 else 0)
-        if b - a < 0.7 * _MP_WIDTH:
-            low = math.ceil(0.55 * digits) + 4
-        else:
-            low = max(6, math.ceil(0.45 * needed) + 6)
-        return low + 3 * (1 - which)
+def mp_panel(a, b, n: int) -> tuple:
+    """(z, w·φ(z)) of the n-point Gauss–Legendre rule on [a, b] at the current precision, φ the
+    standard normal density (cached: the uniform grid recurs in every inner integral)."""
+    return _panel(a, b, n, mp.mp.prec)
 
-    def panel(self, a, b, n: int) -> tuple:
-        key = (a, b, n)
-        if key not in self.cache:
-            half, mid = (b - a) / 2, (a + b) / 2
-            zs, ws = [], []
-            for t, w in zip(*_mp_legendre(n, self.dps), strict=True):
-                z = mid + half * t
-                zs.append(z)
-                ws.append(half * w * self.norm * mp.exp(-z * z / 2))
-            self.cache[key] = zs, ws
-        return self.cache[key]
 
-    def nodes(self, ends, digits: float, which: int) -> tuple:
-        zs, ws = [], []
-        for a, b in zip(ends[:-1], ends[1:], strict=False):
-            z, w = self.panel(a, b, self.order(a, b, digits, which))
-            zs += z
-            ws += w
-        return zs, ws
+@lru_cache(maxsize=1 << 14)
+def _panel(a, b, n: int, prec: int) -> tuple:
+    half, mid = (b - a) / 2, (a + b) / 2
+    norm = 1 / mp.sqrt(2 * mp.pi)
+    zs, ws = [], []
+    for t, w in zip(*_mp_legendre(n, mp.mp.dps), strict=True):
+        z = mid + half * t
+        zs.append(z)
+        ws.append(half * w * norm * mp.exp(-z * z / 2))
+    return zs, ws
+
+
+def _nodes(ends, digits: float, which: int) -> tuple:
+    zs, ws = [], []
+    for a, b in zip(ends[:-1], ends[1:], strict=False):
+        z, w = mp_panel(a, b, _order(a, b, digits, which))
+        zs += z
+        ws += w
+    return zs, ws
 
 
 def _mp_function(body: sp.Expr, variables: tuple):
@@ -190,11 +187,10 @@ def mp_expectation_1d(body: sp.Expr, x: sp.Symbol, q) -> mp.mpf:
     centres = [mp.mpf(0), *(k / root for k in _numeric_kinks(body, x))]
 
     def rule_of(digits):
-        rule = _MPRule()
-        ends = _mp_ends(centres, [1 / root] * len(centres), _reach(g, digits))
+        ends = mp_panel_ends(centres, [1 / root] * len(centres), _reach(g, digits))
         sums = []
         for which in (0, 1):
-            zs, ws = rule.nodes(ends, digits, which)
+            zs, ws = _nodes(ends, digits, which)
             values = [g(z) for z in zs]
             sums.append((mp.fdot(ws, values), mp.fdot(ws, map(abs, values))))
         return sums[0][0], abs(sums[0][0] - sums[1][0]), sums[0][1]
@@ -208,74 +204,54 @@ def _separate(body: sp.Expr, x: sp.Symbol, y: sp.Symbol) -> tuple:
     return a, b
 
 
-_MEHLER_MAX_C = mp.mpf("0.9")
+def _mehler(a_expr, b_expr, x, y, r1, r2, c):
+    """E[a(u) b(v)] by the Mehler expansion (:mod:`derive.gaussian.mehler`) to the working
+    precision less 8 digits, or None when the tails of a and b decay too slowly for the terms
+    |c| allows (then the caller integrates iteratively).  The projections of a and b are cached
+    per variance and precision."""
+    target = mp.mp.dps - 8
+    tolerance = mp.mpf(10) ** -target
+    for digits in (target + 3, target + 9):
+        cap = mp_terms_cap(c, digits)
+        terms = min(cap, 255)
+        while True:
+            alpha = _mp_coefficients(a_expr, x, r1, terms, digits, mp.mp.prec)
+            beta = _mp_coefficients(b_expr, y, r2, terms, digits, mp.mp.prec)
+            scale = mp.sqrt(alpha.total * beta.total)
+            found = mp_series(alpha, beta, c, tolerance * scale)
+            if found is not None or terms >= cap:
+                break
+            terms = min(cap, 4 * terms + 3)
+        if found is None:
+            return None
+        value, error = found
+        if not mp.isfinite(value):
+            raise NumericError(f"the Mehler expansion of E[{a_expr}·{b_expr}] gave {value}")
+        if error <= tolerance * scale:
+            return value
+    return None
 
 
-def _mehler_rule(a_expr, b_expr, x, y, r1, r2, c):
-    """rule_of(digits) for E[a(u) b(v)] by the Mehler expansion (Mehler 1866; Kibble 1945)
-
-        E a(u) b(v) = Σ_k c^k α_k β_k,  α_k = E[a(√q1 z) h_k(z)],  β_k = E[b(√q2 z) h_k(z)],
-
-    h_k = He_k/√k! (orthonormal Hermite polynomials), truncated after K terms with the rigorous
-    bound |c|^{K+1} √(T_a T_b), T_a = E a² − Σ_{k≤K} α_k² (Cauchy–Schwarz on the tail).  The α_k,
-    β_k are Gauss–Legendre projections on panels split at the kinks of a and b, the recurrence
-    h_{k+1} = (z h_k − √k h_{k−1})/√(k+1) run in fixed-point integers (|h_k(z)| e^{−z²/4} ≤ 1.1, so
-    the reach is where e^{−z²/4} falls below the precision).  Error: difference from the
-    lower-order rule plus the tail bound."""
-    a, b = _mp_function(a_expr, (x,)), _mp_function(b_expr, (y,))
-    a_kinks = [k / r1 for k in _numeric_kinks(a_expr, x)]
-    b_kinks = [k / r2 for k in _numeric_kinks(b_expr, y)]
-    centres = [mp.mpf(0), *a_kinks, *b_kinks]
-    scales = [min(1 / r1, 1 / r2)] + [1 / r1] * len(a_kinks) + [1 / r2] * len(b_kinks)
-    log_c = math.log10(float(abs(c))) if c else -math.inf
-
-    def rule_of(digits):
-        terms = 1 if not c else math.ceil(-(digits + 2) / log_c)
-        reach = mp.sqrt(4 * math.log(10) * (digits + 1)) + 1
-        ends = _mp_ends(centres, scales, reach)
-        rule = _MPRule()
-        results = []
-        for which in (0, 1):
-            zs, ws = [], []
-            for lo, hi in zip(ends[:-1], ends[1:], strict=False):
-                nearest = 0.0 if lo < 0 < hi else float(min(abs(lo), abs(hi)))
-                needed = digits - nearest**2 / 4 / math.log(10)
-                n = max(4, math.ceil(0.45 * needed + 0.35 * math.sqrt(terms) * float(hi - lo)) + 4)
-                z, w = rule.panel(lo, hi, n + 4 * (1 - which))
-                zs += z
-                ws += w
-            results.append(_hermite_sums(zs, ws, [a(r1 * z) for z in zs], [b(r2 * z) for z in zs], c, terms))
-        (high, a2, b2, tail_a, tail_b), (low, *_) = results
-        tail = abs(c) ** (terms + 1) * mp.sqrt(max(tail_a, 0) * max(tail_b, 0))
-        return high, abs(high - low) + tail, mp.sqrt(a2 * b2)
-
-    return rule_of
-
-
-def _hermite_sums(zs, ws, a_values, b_values, c, terms: int):
-    """(Σ_k c^k α_k β_k, E a², E b², E a² − Σ α_k², E b² − Σ β_k²) from the weighted node values."""
-    bits = mp.mp.prec + 30
-    one = 1 << bits
-    fixed = lambda v: int(mp.ldexp(v, bits))  # noqa: E731
-    roots = [fixed(mp.sqrt(k)) for k in range(terms + 2)]
-    inverse_roots = [0] + [fixed(1 / mp.sqrt(k)) for k in range(1, terms + 2)]
-    alpha, beta = [0] * (terms + 1), [0] * (terms + 1)
-    a2 = b2 = mp.mpf(0)
-    for z, w, av, bv in zip(zs, ws, a_values, b_values, strict=True):
-        wa, wb, zi = fixed(w * av), fixed(w * bv), fixed(z)
-        a2 += w * av * av
-        b2 += w * bv * bv
-        previous, current = 0, one
-        for k in range(terms + 1):
-            alpha[k] += wa * current
-            beta[k] += wb * current
-            step = (zi * current - roots[k] * previous) >> bits
-            previous, current = current, step * inverse_roots[k + 1] >> bits
-    scale = mp.mpf(2) ** (-2 * bits)
-    alpha = [mp.mpf(v) * scale for v in alpha]
-    beta = [mp.mpf(v) * scale for v in beta]
-    total = mp.fsum(c**k * ak * bk for k, (ak, bk) in enumerate(zip(alpha, beta, strict=True)))
-    return total, a2, b2, a2 - mp.fsum(v * v for v in alpha), b2 - mp.fsum(v * v for v in beta)
+@lru_cache(maxsize=512)
+def _mp_coefficients(expr, var, r, terms: int, digits: int, prec: int) -> MpCoefficients:
+    """The Hermite projections of expr(r z) (k <= terms) on panels split at its kinks, two rules
+    (4 nodes apart per panel) for the error estimate."""
+    f = _mp_function(expr, (var,))
+    centres = [mp.mpf(0), *(k / r for k in _numeric_kinks(expr, var))]
+    reach = mp.sqrt(4 * math.log(10) * (digits + 1)) + 1
+    ends = mp_panel_ends(centres, [1 / r] * len(centres), reach)
+    rules = []
+    for extra in (4, 0):
+        zs, ws = [], []
+        for lo, hi in zip(ends[:-1], ends[1:], strict=False):
+            nearest = 0.0 if lo < 0 < hi else float(min(abs(lo), abs(hi)))
+            needed = digits - nearest**2 / 4 / math.log(10)
+            n = max(4, math.ceil(0.45 * needed + 0.35 * math.sqrt(terms) * float(hi - lo)) + 4)
+            z, w = mp_panel(lo, hi, n + extra)
+            zs += z
+            ws += w
+        rules.append((zs, ws, [f(r * z) for z in zs]))
+    return mp_projections(*rules[0], terms, low=rules[1])
 
 
 def mp_expectation_2d(body: sp.Expr, x: sp.Symbol, y: sp.Symbol, q1, q2, c) -> mp.mpf:
@@ -289,9 +265,10 @@ def mp_expectation_2d(body: sp.Expr, x: sp.Symbol, y: sp.Symbol, q1, q2, c) -> m
     r1, r2, r = mp.sqrt(q1), mp.sqrt(q2), mp.sqrt((1 - c) * (1 + c))
     outer_part, inner_part = _separate(body, x, y)
     where = ", ".join(mp.nstr(v, 8) for v in (q1, q2, c))
-    if x not in inner_part.free_symbols and abs(c) <= _MEHLER_MAX_C:
-        check = f"E[{body}] at (q1, q2, c) = ({where}) by the Mehler expansion"
-        return _integrate(_mehler_rule(outer_part, inner_part, x, y, r1, r2, c), check)
+    if x not in inner_part.free_symbols:
+        value = _mehler(outer_part, inner_part, x, y, r1, r2, c)
+        if value is not None:
+            return value
     a, b = _mp_function(outer_part, (x,)), _mp_function(inner_part, (x, y))
     f = _mp_function(body, (x, y))
     _check_tails(lambda z: f(r1 * z, r2 * c * z) * mp.npdf(z))
@@ -304,19 +281,18 @@ def mp_expectation_2d(body: sp.Expr, x: sp.Symbol, y: sp.Symbol, q1, q2, c) -> m
     sigma = r2 * r
 
     def rule_of(digits):
-        rule = _MPRule()
         reach = mp.sqrt(2 * math.log(10) * digits) + 1
-        outer_ends = _mp_ends(outer_centres, outer_scales, reach)
+        outer_ends = mp_panel_ends(outer_centres, outer_scales, reach)
         sums = []
         for which in (0, 1):
-            zs, ws = rule.nodes(outer_ends, digits, which)
+            zs, ws = _nodes(outer_ends, digits, which)
             values, absolute = [], []
             for z1 in zs:
                 u, mu = r1 * z1, r2 * c * z1
                 centres = [-mu / sigma, *((k(u) - mu) / sigma for k in y_kinks)]
-                ends = _mp_ends(centres, [1 / sigma] * len(centres), reach)
+                ends = mp_panel_ends(centres, [1 / sigma] * len(centres), reach)
                 # inner digits relative to the outer peak: fewer where the outer weight is small
-                inner_z, inner_w = rule.nodes(ends, digits - float(z1) ** 2 / 2 / math.log(10), which)
+                inner_z, inner_w = _nodes(ends, digits - float(z1) ** 2 / 2 / math.log(10), which)
                 g = [b(u, mu + sigma * z2) for z2 in inner_z]
                 scale = a(u)
                 values.append(scale * mp.fdot(inner_w, g))

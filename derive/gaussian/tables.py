@@ -38,28 +38,15 @@ _C_ASC = np.array(C_BREAKS[::-1])
 
 
 @cache
-def _openblas():
-    """(set, get) of the thread count of the OpenBLAS numpy loaded, or None (then nothing to do)."""
-    import ctypes
-    import re
+def _controller():
+    from threadpoolctl import ThreadpoolController
 
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", maps.read())))
-    except OSError:
-        return None
-    for path in paths:
-        lib = ctypes.CDLL(path)
-        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
-            setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            if setter is not None and getter is not None:
-                return setter, getter
-    return None
+    return ThreadpoolController()
 
 
 def single_threaded_blas(function):
-    """Run `function` with OpenBLAS limited to one thread, restoring the count afterwards.
+    """Run `function` with BLAS limited to one thread for the duration of the call (threadpoolctl,
+    restored afterwards; nothing changes for other code).
 
     The matrix products of the tables are small (16 x 20 per patch): threads cannot speed them
     up, and on a loaded machine they spin against each other -- measured here, a cold phase
@@ -68,16 +55,8 @@ def single_threaded_blas(function):
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        blas = _openblas()
-        if blas is None:
+        with _controller().limit(limits=1, user_api="blas"):
             return function(*args, **kwargs)
-        setter, getter = blas
-        before = getter()
-        setter(1)
-        try:
-            return function(*args, **kwargs)
-        finally:
-            setter(before)
 
     return wrapper
 
@@ -167,6 +146,7 @@ class _Panel:
     hi: float
     coef: np.ndarray  # (m, n) or (m, nx, ny)
     error: float
+    scale: np.ndarray  # (m,) the largest sampled |value| of each function: the error's unit
     icoef: np.ndarray | None = None  # 2-D: coefficients of the integral from c up to the top (y = 1)
 
 
@@ -198,7 +178,7 @@ class Table1D:
             raise NumericError(f"table: non-finite values sampled on [{lo}, {hi}]")
         coef = values @ _transform(self.n).T
         scale = np.maximum(np.abs(values).max(axis=1), 1e-300)
-        return _Panel(lo, hi, coef, _tail(coef, 1, scale))
+        return _Panel(lo, hi, coef, _tail(coef, 1, scale), scale)
 
     def _build(self, lo: float, hi: float, depth: int = 0) -> list[_Panel]:
         panel = self._fit(lo, hi)
@@ -222,6 +202,18 @@ class Table1D:
         if new:
             self._panels.sort(key=lambda p: p.lo)
             self._los = np.array([p.lo for p in self._panels])
+
+    def error_bound(self, t) -> np.ndarray:
+        """The estimated interpolation error of the m functions at the points t, an (m, len(t))
+        array: each panel's coefficient tail times its largest sampled |value|."""
+        t = np.asarray(t, dtype=float).ravel()
+        self._ensure(t)
+        index = np.searchsorted(self._los, t, side="right") - 1
+        out = np.empty((self.size, t.size))
+        for i, where in _groups(index):
+            p = self._panels[i]
+            out[:, where] = (p.error * p.scale)[:, None]
+        return out
 
     def __call__(self, t, derivative: bool = False):
         """The m functions at the points t, an (m, len(t)) array; with ``derivative=True`` also
@@ -294,7 +286,7 @@ class Table2D:
         coef = np.einsum("ki,mij,lj->mkl", _transform(self.nx), values, _transform(self.ny))
         scale = np.maximum(np.abs(values).reshape(self.size, -1).max(axis=1), 1e-300)
         error = max(_tail(coef, 1, scale), _tail(coef, 2, scale))
-        return _Panel(y0, y1, coef, error)
+        return _Panel(y0, y1, coef, error, scale)
 
     def _build(self, col: _Column, y0: float, y1: float, depth: int = 0) -> list[_Panel]:
         """Patches covering [y0, y1] in column `col`, ascending."""

@@ -18,8 +18,8 @@ import numpy as np
 import sympy as sp
 
 from derive.activations import activation
-from derive.dual import dual_kernel
 from derive.empirical import simulate
+from derive.gaussian.moments import moments_of
 from derive.layers import Dense, Dropout, LayerNorm, Residual, repeat, serial
 from derive.printing import latex
 from derive.report import Check, Section
@@ -60,7 +60,7 @@ def _erf_check() -> Check:
     """E erf(u) erf(v) = ∫Dz erf(√q₁ z) erf(c√q₂ z / √(1 + 2 q₂(1 − c²))) (inner integral in closed
     form), 1-D mpmath quadrature at 40 digits, against the arcsine closed form."""
     a, b, cc = sp.Rational(7, 10), sp.Rational(13, 10), sp.Rational(3, 5)
-    form = dual_kernel(activation("erf")).form("C")
+    form = moments_of(activation("erf")).C.expr
     with mp.workdps(40):
         A, B, C = (mp.mpf(sp.Float(v, 50)) for v in (a, b, cc))
         inner = lambda z: mp.erf(C * mp.sqrt(B) * z / mp.sqrt(1 + 2 * B * (1 - C**2)))  # noqa: E731

@@ -1,0 +1,85 @@
+"""SymPy expressions compiled to vectorised float64 numpy functions (no numba).
+
+The one compiler behind every float64 evaluator of `derive`: ``sympy.lambdify`` with numpy,
+through a printer that vectorises the special functions NumPyPrinter would send to `math`
+(erf, erfc, gamma, loggamma), common sub-expressions shared between the expressions of a list
+(arccos c in both kernels of ReLU), and numpy warnings silenced — non-finite values are the
+caller's to judge (:mod:`derive.numeric` states the policy).
+
+>>> import numpy as np, sympy as sp
+>>> from derive.symbols import q, c
+>>> f = numpy_function([sp.acos(c) * q, sp.acos(c)], (q, c))
+>>> [float(v) for v in f(2.0, 0.0)] == [float(np.pi), float(np.pi / 2)]
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from derive.errors import NumericError
+
+_SPECIAL = {
+    "_erf": np.vectorize(math.erf, otypes=[float]),
+    "_erfc": np.vectorize(math.erfc, otypes=[float]),
+    "_lgamma": np.vectorize(math.lgamma, otypes=[float]),
+    "_gamma": np.vectorize(math.gamma, otypes=[float]),
+    "functools": functools,  # the printer writes Max/Min as functools.reduce
+}
+
+
+class NumpyCodePrinter(NumPyPrinter):
+    """NumPy code, with the special functions that NumPyPrinter sends to `math` vectorised."""
+
+    def _call(self, name, expr):
+        return f"{name}({', '.join(map(self._print, expr.args))})"
+
+    def _print_erf(self, expr):
+        return self._call("_erf", expr)
+
+    def _print_erfc(self, expr):
+        return self._call("_erfc", expr)
+
+    def _print_loggamma(self, expr):
+        return self._call("_lgamma", expr)
+
+    def _print_gamma(self, expr):
+        return self._call("_gamma", expr)
+
+
+def namespace() -> dict:
+    """A fresh namespace for :func:`sympy.lambdify` with the vectorised special functions."""
+    return dict(_SPECIAL)
+
+
+def compile_numpy(args, expr, names: dict | None = None, cse: bool = False):
+    """The raw function ``sympy.lambdify(args, expr)`` printed by :class:`NumpyCodePrinter`,
+    with the extra functions `names` (name → callable) in its namespace."""
+    scope = namespace() | (names or {})
+    try:
+        return sp.lambdify(args, expr, modules=[scope, "numpy"],
+                           printer=NumpyCodePrinter({"allow_unknown_functions": True}), cse=cse)
+    except Exception as exc:  # the printer raises PrintMethodNotImplementedError and others
+        raise NumericError(f"cannot translate {expr} to numpy: {exc}") from None
+
+
+def numpy_function(expr, args: tuple):
+    """A float64 evaluator of a closed-form expression (or a list of them, sharing their common
+    sub-expressions) in `args`: results broadcast to the arguments' shape, as read-only views;
+    nan and inf are returned as numpy produces them."""
+    f = compile_numpy(args, expr, cse=True)
+    many = isinstance(expr, list | tuple)
+
+    def evaluate(*values):
+        shape = np.broadcast(*values).shape
+        with np.errstate(all="ignore"):
+            out = f(*values)
+        outs = [np.broadcast_to(np.asarray(o, dtype=float), shape) for o in (out if many else [out])]
+        return outs if many else outs[0]
+
+    return evaluate
