@@ -33,7 +33,7 @@ _LAZY = {
     "parse": "derive.parsing",
     "latex": "derive.printing",
     "symbols": "derive.symbols",
-    "KernelState": "derive.layers",
+    "KernelState": "derive.kernel_state",
     "Dense": "derive.layers",
     "serial": "derive.layers",
     "repeat": "derive.layers",

@@ -9,20 +9,23 @@ float64 Gram matrices (:meth:`Layer.kernels`) and mpmath numbers
 (:meth:`Layer.kernels_mp`): a layer states its map once, through an *algebra*
 (:data:`SYMBOLIC`, or the numeric ones of :mod:`derive.ntk`).
 
-Conventions (REFERENCES.md §1-2, NTK parametrisation of ``stax``; p = keep probability):
+Conventions (Poole et al. 2016; Jacot et al. 2018; the NTK parametrisation of ``stax``;
+p = keep probability), for each of the entries 11, 22, 12 of the state:
 
-* ``Dense(σ_w², σ_b²)``: k′ = σ_w² k + σ_b², t′ = σ_w² t + k′, χ′ = σ_w² χ;
-* an activation φ: k′₁₁ = E φ(u)², k′₁₂ = E φ(u)φ(v), t′ = t · E φ′φ′, χ′ = χ E φ′(u)²,
+* ``Dense(σ_w², σ_b²)``: k′ = σ_w² k + σ_b², t′ = σ_w² t + k′ (NTK parametrisation; standard:
+  t′ = σ_w² t + k, see :class:`Dense`), χ′ = σ_w² χ;
+* an activation φ: k′₁₁ = E φ(u)², k′₁₂ = E φ(u)φ(v), t′ = t · E φ′φ′, χ′ = χ · E φ′φ′,
   with (u, v) ~ N(0, [[k₁₁, k₁₂], [k₁₂, k₂₂]]);
 * ``Dropout(p)`` (inverted: y = m x / p, m ~ Bernoulli(p), one mask per input and pass):
-  k′₁₁ = k₁₁/p, k′₁₂ = k₁₂ (two inputs see independent masks), likewise t, and χ′ = χ/p;
-* ``LayerNorm()``: k′₁₁ = 1, k′₁₂ = k₁₂/√(k₁₁k₂₂) (c is preserved), t′₁₂ = t₁₂/√(k₁₁k₂₂), χ′ = χ/k₁₁;
+  k′₁₁ = k₁₁/p, k′₁₂ = k₁₂ (two inputs see independent masks), likewise t and χ;
+* ``LayerNorm()``: k′₁₁ = 1, k′₁₂ = k₁₂/√(k₁₁k₂₂) (c is preserved), t and χ divided likewise;
 * ``Residual(branch, α)`` (y = x + α·branch(x), the branch containing a Dense layer on
   every path): k′ = k + α² k_branch, t′ = t + α² t_branch, χ′ = χ + α² χ_branch; a branch
   made of activations only is the elementwise activation x + α φ(x).
 
 χ is the factor by which the squared norm of a back-propagated gradient grows from the
-network's output back to this representation (per unit when all widths are equal).
+network's output back to this representation (per unit when all widths are equal);
+:meth:`Layer.trace` records the state before and after every layer.
 
 A mean-field block is ``serial(act, Dense(σ_w², σ_b²))``: it maps the
 pre-activation variance q to σ_w² ∫Dz φ(√q z)² + σ_b² (Poole et al. 2016).
@@ -40,7 +43,7 @@ q
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from functools import cached_property, lru_cache
 
@@ -48,132 +51,9 @@ import sympy as sp
 
 from derive.activations import Activation
 from derive.errors import DomainError
-from derive.gaussian import expect, expect2
+from derive.kernel_state import SYMBOLIC, KernelState, Kind, Recorder, Trace, join
 from derive.parsing import as_expr
-from derive.symbols import c, q1, q2, x, y
-
-
-@dataclass(frozen=True)
-class KernelState:
-    """Statistics of two inputs' representations at one layer.
-
-    k11, k22, k12: the NNGP kernel (per-unit second moments and cross moment);
-    t11, t22, t12: the NTK entries; chi: the backward factor, by which the squared
-    gradient norm per unit is multiplied from here back to the input.
-    """
-
-    k11: sp.Expr
-    k22: sp.Expr
-    k12: sp.Expr
-    t11: sp.Expr = sp.S.Zero
-    t22: sp.Expr = sp.S.Zero
-    t12: sp.Expr = sp.S.Zero
-    chi: sp.Expr = sp.S.One
-
-    @classmethod
-    def single(cls, q) -> KernelState:
-        """The state of one input with variance q (both entries equal, c = 1)."""
-        q = as_expr(q)
-        return cls(q, q, q)
-
-    @classmethod
-    def pair(cls, q11=q1, q22=q2, corr=c) -> KernelState:
-        """Two inputs with variances q11, q22 and correlation coefficient corr."""
-        q11, q22, corr = map(as_expr, (q11, q22, corr))
-        return cls(q11, q22, corr * sp.sqrt(q11 * q22))
-
-    @property
-    def c(self) -> sp.Expr:
-        """The correlation coefficient k12 / sqrt(k11 k22)."""
-        return self.k12 / sp.sqrt(self.k11 * self.k22)
-
-    def map(self, function) -> KernelState:
-        """A state whose every entry is function(entry)."""
-        return replace(self, **{f.name: function(getattr(self, f.name)) for f in fields(self)})
-
-    def combine(self, other: KernelState, function) -> KernelState:
-        """A state whose entries are function(own entry, other's entry)."""
-        return replace(self, **{f.name: function(getattr(self, f.name), getattr(other, f.name))
-                                for f in fields(self)})
-
-
-# --- algebras: how a layer's formulas are evaluated -------------------------------------------
-
-
-class Algebra:
-    """How the layer formulas are evaluated: numbers or expressions, square roots, activations."""
-
-    name = "abstract"
-
-    def const(self, value: sp.Expr):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def sqrt(self, value):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def activation(self, act: Activation, s: KernelState) -> KernelState:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def variance(self, value):
-        """The variance a normalisation divides by (symbolic algebras may name it)."""
-        return value
-
-
-class SymbolicAlgebra(Algebra):
-    """Layer formulas on SymPy expressions; activations through :func:`derive.expect`."""
-
-    name = "symbolic"
-
-    def const(self, value: sp.Expr) -> sp.Expr:
-        return value
-
-    def sqrt(self, value):
-        return sp.sqrt(value)
-
-    def activation(self, act: Activation, s: KernelState) -> KernelState:
-        phi, dphi = act(x), act.derivative(x)
-        phi_y, dphi_y = act(y), act.derivative(y)
-        corr = s.c
-        dd11 = expect(dphi**2, x, s.k11)
-        return KernelState(
-            k11=expect(phi**2, x, s.k11),
-            k22=expect(phi_y**2, y, s.k22),
-            k12=expect2(phi * phi_y, x, y, s.k11, s.k22, corr),
-            t11=s.t11 * dd11,
-            t22=s.t22 * expect(dphi_y**2, y, s.k22),
-            t12=s.t12 * expect2(dphi * dphi_y, x, y, s.k11, s.k22, corr),
-            chi=s.chi * dd11,
-        )
-
-
-SYMBOLIC = SymbolicAlgebra()
-
-
-# --- what a representation is: the assumptions under which the maps are exact ------------------
-
-
-class Kind(Enum):
-    """What the wide-network limit says about a representation's units.
-
-    GAUSSIAN: centred, jointly Gaussian (after a Dense layer); CENTRED: zero mean;
-    GENERAL: possibly non-zero mean (after an activation that is not odd); DATA: the raw inputs.
-    """
-
-    GAUSSIAN = "Gaussian"
-    CENTRED = "centred"
-    GENERAL = "general"
-    DATA = "data"
-
-    @property
-    def centred(self) -> bool:
-        return self in (Kind.GAUSSIAN, Kind.CENTRED)
-
-
-def _join(a: Kind, b: Kind) -> Kind:
-    """The kind of a sum of two independent representations."""
-    if a is Kind.GAUSSIAN and b is Kind.GAUSSIAN:
-        return Kind.GAUSSIAN
-    return Kind.CENTRED if a.centred and b.centred else Kind.GENERAL
+from derive.symbols import x
 
 
 @lru_cache(maxsize=256)
@@ -194,12 +74,30 @@ def is_odd(act: Activation) -> bool:
 class Layer:
     """What every layer, and so every network, offers (see :mod:`derive.ntk` for the numbers)."""
 
-    def apply(self, s: KernelState, algebra) -> KernelState:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def apply(self, s: KernelState, algebra, recorder: Recorder | None = None) -> KernelState:
+        """The layer's map of `s` evaluated by `algebra`; each primitive layer reports its step
+        to `recorder` (see :meth:`trace`)."""
+        raise NotImplementedError  # pragma: no cover - abstract
 
     def forward(self, s: KernelState) -> KernelState:
         """The layer's map on a symbolic kernel state."""
         return self.apply(s, SYMBOLIC)
+
+    def trace(self, s: KernelState, algebra=SYMBOLIC) -> Trace:
+        """The forward pass from `s` with the state before and after every primitive layer."""
+        recorder = Recorder()
+        out = self.apply(s, algebra, recorder)
+        return Trace(tuple(recorder.steps), out)
+
+    def activations(self) -> list[Activation]:
+        """The activations of the layer, in order (those of a residual branch included)."""
+        return []
+
+    @property
+    def repeated_block(self):
+        """The block a recursion is written for: the block of a ``repeat`` (at the top, or the only
+        one in a ``serial``), else the layer itself."""
+        return self
 
     def kind(self, incoming: Kind) -> Kind:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -217,11 +115,12 @@ class Layer:
 
         return recursion(self, equal_variances=equal_variances)
 
-    def kernels(self, X, *, tol: float = 1e-12, ntk: bool = True):
-        """NNGP and NTK Gram matrices of the rows of X (:func:`derive.ntk.kernels`)."""
+    def kernels(self, X, *, tol: float = 1e-12, ntk: bool = True, trace: bool = False):
+        """NNGP and NTK Gram matrices of the rows of X (:func:`derive.ntk.kernels`); with
+        ``trace=True`` also the state before and after every layer."""
         from derive.ntk import kernels
 
-        return kernels(self, X, tol=tol, ntk=ntk)
+        return kernels(self, X, tol=tol, ntk=ntk, trace=trace)
 
     def nngp(self, X, *, tol: float = 1e-12):
         """The NNGP Gram matrix of the rows of X, as a :class:`derive.ntk.Gram`."""
@@ -257,22 +156,60 @@ def _variance(value, owner: str, name: str) -> sp.Expr:
     return value
 
 
+class Ensemble(Enum):
+    """How the weight matrix of a :class:`Dense` layer is drawn."""
+
+    GAUSSIAN = "gaussian"    # i.i.d. N(0, σ_w²/M_in) entries
+    ORTHOGONAL = "orthogonal"  # σ_w √(M/M_in)-scaled Haar-orthogonal (rows or columns orthonormal)
+
+
+class Parametrisation(Enum):
+    """Which parameters the tangent kernel differentiates (Jacot et al. 2018, remark 1)."""
+
+    NTK = "ntk"            # W = σ_w ω/√M_in, b = σ_b β, the trained parameters ω, β ~ N(0, 1)
+    STANDARD = "standard"  # the trained parameters are W ~ N(0, σ_w²/M_in), b ~ N(0, σ_b²) themselves
+
+
+def _choice(enum, value, owner: str, name: str):
+    try:
+        return enum(value.value if isinstance(value, Enum) else str(value).lower())
+    except ValueError:
+        options = ", ".join(repr(e.value) for e in enum)
+        raise DomainError(f"{owner}: {name} = {value!r} is not one of {options}") from None
+
+
 @dataclass(frozen=True)
 class Dense(Layer):
-    """A fully connected layer, W_ij ~ N(0, σ_w²/M), b_i ~ N(0, σ_b²), NTK parametrisation."""
+    """A fully connected layer h = W x + b with W_ij ~ N(0, σ_w²/M_in) (or a scaled Haar-orthogonal
+    W, ``ensemble="orthogonal"``) and b_i ~ N(0, σ_b²).
+
+    The kernels do not depend on the ensemble in the wide limit (the Jacobian spectra do:
+    :mod:`derive.freeprob`).  ``parametrisation`` fixes what the NTK differentiates: "ntk"
+    (default; W = σ_w ω/√M_in, b = σ_b β with ω, β ~ N(0, 1) trained: t′ = σ_w² t + k′) or
+    "standard" (W and b trained themselves; their tangent kernel grows with the width, so the
+    NTK entries are per unit fan-in: the weights contribute k, the biases O(1/M_in), t′ = σ_w² t + k).
+    """
 
     sigma_w2: sp.Expr
     sigma_b2: sp.Expr = sp.S.Zero
+    ensemble: Ensemble = Ensemble.GAUSSIAN
+    parametrisation: Parametrisation = Parametrisation.NTK
 
     def __post_init__(self):
         for name in ("sigma_w2", "sigma_b2"):
             object.__setattr__(self, name, _variance(getattr(self, name), "Dense", name))
+        object.__setattr__(self, "ensemble", _choice(Ensemble, self.ensemble, "Dense", "ensemble"))
+        object.__setattr__(self, "parametrisation",
+                           _choice(Parametrisation, self.parametrisation, "Dense", "parametrisation"))
 
-    def apply(self, s: KernelState, algebra) -> KernelState:
+    def apply(self, s: KernelState, algebra, recorder: Recorder | None = None) -> KernelState:
         w, b = algebra.const(self.sigma_w2), algebra.const(self.sigma_b2)
         k11, k22, k12 = (w * k + b for k in (s.k11, s.k22, s.k12))
-        return KernelState(k11, k22, k12, w * s.t11 + k11, w * s.t22 + k22, w * s.t12 + k12,
-                           w * s.chi)
+        tangent = (k11, k22, k12) if self.parametrisation is Parametrisation.NTK else (s.k11, s.k22, s.k12)
+        out = KernelState(k11=k11, k22=k22, k12=k12, t11=w * s.t11 + tangent[0],
+                          t22=w * s.t22 + tangent[1], t12=w * s.t12 + tangent[2],
+                          chi11=w * s.chi11, chi22=w * s.chi22, chi12=w * s.chi12)
+        return recorder.add(self, s, out) if recorder else out
 
     def kind(self, incoming: Kind) -> Kind:
         return Kind.GAUSSIAN
@@ -282,7 +219,10 @@ class Dense(Layer):
         return True
 
     def __repr__(self) -> str:
-        return f"Dense({_show(self.sigma_w2)}, {_show(self.sigma_b2)})"
+        extra = "".join(f", {name}={value.value!r}" for name, value, default in (
+            ("ensemble", self.ensemble, Ensemble.GAUSSIAN),
+            ("parametrisation", self.parametrisation, Parametrisation.NTK)) if value is not default)
+        return f"Dense({_show(self.sigma_w2)}, {_show(self.sigma_b2)}{extra})"
 
     def _latex(self, printer) -> str:
         return rf"\mathrm{{Dense}}({printer._print(self.sigma_w2)}, {printer._print(self.sigma_b2)})"
@@ -298,8 +238,12 @@ class Nonlinearity(Layer):
 
     activation: Activation
 
-    def apply(self, s: KernelState, algebra) -> KernelState:
-        return algebra.activation(self.activation, s)
+    def apply(self, s: KernelState, algebra, recorder: Recorder | None = None) -> KernelState:
+        out = algebra.activation(self.activation, s)
+        return recorder.add(self, s, out) if recorder else out
+
+    def activations(self) -> list[Activation]:
+        return [self.activation]
 
     def kind(self, incoming: Kind) -> Kind:
         if incoming is not Kind.GAUSSIAN:
@@ -340,9 +284,11 @@ class Dropout(Layer):
             raise DomainError(f"Dropout: keep = {p} must be positive")
         object.__setattr__(self, "keep", p)
 
-    def apply(self, s: KernelState, algebra) -> KernelState:
+    def apply(self, s: KernelState, algebra, recorder: Recorder | None = None) -> KernelState:
         p = algebra.const(self.keep)
-        return replace(s, k11=s.k11 / p, k22=s.k22 / p, t11=s.t11 / p, t22=s.t22 / p, chi=s.chi / p)
+        out = replace(s, k11=s.k11 / p, k22=s.k22 / p, t11=s.t11 / p, t22=s.t22 / p,
+                      chi11=s.chi11 / p, chi22=s.chi22 / p)
+        return recorder.add(self, s, out) if recorder else out
 
     def kind(self, incoming: Kind) -> Kind:
         return Kind.CENTRED if incoming is Kind.GAUSSIAN else incoming
@@ -364,11 +310,13 @@ class LayerNorm(Layer):
     the backward factor by k₁₁.
     """
 
-    def apply(self, s: KernelState, algebra) -> KernelState:
+    def apply(self, s: KernelState, algebra, recorder: Recorder | None = None) -> KernelState:
         v11, v22 = algebra.variance(s.k11), algebra.variance(s.k22)
         norm = algebra.sqrt(v11 * v22)
-        return KernelState(s.k11 * 0 + 1, s.k22 * 0 + 1, s.k12 / norm,
-                           s.t11 / v11, s.t22 / v22, s.t12 / norm, s.chi / v11)
+        out = KernelState(k11=s.k11 * 0 + 1, k22=s.k22 * 0 + 1, k12=s.k12 / norm,
+                          t11=s.t11 / v11, t22=s.t22 / v22, t12=s.t12 / norm,
+                          chi11=s.chi11 / v11, chi22=s.chi22 / v22, chi12=s.chi12 / norm)
+        return recorder.add(self, s, out) if recorder else out
 
     def kind(self, incoming: Kind) -> Kind:
         if not incoming.centred:
@@ -435,11 +383,17 @@ class Residual(Layer):
         name = f"x + {_show(self.alpha)}*{'∘'.join(a.name for a in reversed(acts))}(x)"
         return Activation.from_expr(x + self.alpha * inner, name=name, source="residual branch")
 
-    def apply(self, s: KernelState, algebra) -> KernelState:
+    def apply(self, s: KernelState, algebra, recorder: Recorder | None = None) -> KernelState:
         if self.elementwise is not None:
-            return algebra.activation(self.elementwise, s)
+            out = algebra.activation(self.elementwise, s)
+            return recorder.add(self, s, out) if recorder else out
         a2 = algebra.const(self.alpha) ** 2
-        return s.combine(self.branch.apply(s, algebra), lambda own, b: own + a2 * b)
+        inner = Recorder() if recorder else None
+        out = s.combine(self.branch.apply(s, algebra, inner), lambda own, b: own + a2 * b)
+        return recorder.add(self, s, out, tuple(inner.steps)) if recorder else out
+
+    def activations(self) -> list[Activation]:
+        return [self.elementwise] if self.elementwise is not None else self.branch.activations()
 
     def kind(self, incoming: Kind) -> Kind:
         if self.elementwise is not None:
@@ -449,7 +403,7 @@ class Residual(Layer):
             raise DomainError(
                 f"Residual: both the input and the branch output {self.branch!r} have non-zero means, "
                 "so x·branch(x) does not vanish; end the branch with a Dense layer")
-        return _join(incoming, out)
+        return join(incoming, out)
 
     def __repr__(self) -> str:
         return f"Residual({self.branch!r}, alpha={_show(self.alpha)})"
@@ -482,10 +436,18 @@ class Serial(Layer):
         object.__setattr__(self, "layers", tuple(as_layer(layer) for layer in self.layers))
         self.kind(Kind.GAUSSIAN)
 
-    def apply(self, s: KernelState, algebra) -> KernelState:
+    def apply(self, s: KernelState, algebra, recorder: Recorder | None = None) -> KernelState:
         for layer in self.layers:
-            s = layer.apply(s, algebra)
+            s = layer.apply(s, algebra, recorder)
         return s
+
+    def activations(self) -> list[Activation]:
+        return [a for layer in self.layers for a in layer.activations()]
+
+    @property
+    def repeated_block(self):
+        repeats = [layer for layer in self.layers if isinstance(layer, Repeat)]
+        return repeats[0].block if len(repeats) == 1 else self
 
     def kind(self, incoming: Kind) -> Kind:
         for layer in self.layers:
@@ -518,10 +480,17 @@ class Repeat(Layer):
         object.__setattr__(self, "block", as_layer(self.block))
         self.kind(Kind.GAUSSIAN)
 
-    def apply(self, s: KernelState, algebra) -> KernelState:
+    def apply(self, s: KernelState, algebra, recorder: Recorder | None = None) -> KernelState:
         for _ in range(self.n):
-            s = self.block.apply(s, algebra)
+            s = self.block.apply(s, algebra, recorder)
         return s
+
+    def activations(self) -> list[Activation]:
+        return self.block.activations() if self.n else []
+
+    @property
+    def repeated_block(self):
+        return self.block
 
     def kind(self, incoming: Kind) -> Kind:
         seen = []

@@ -35,7 +35,7 @@ import sympy as sp
 
 from derive.errors import DomainError, NumericError
 from derive.gaussian.moments import Method, moments_of
-from derive.layers import Algebra, KernelState, Kind
+from derive.kernel_state import Algebra, KernelState, Kind
 from derive.parsing import as_expr
 
 __all__ = ["Gram", "Kernels", "PairKernels", "kernels", "kernels_mp"]
@@ -96,6 +96,7 @@ class Kernels:
     nngp: Gram
     ntk: Gram | None
     chi: np.ndarray | None = None
+    trace: object = None  # a derive.kernel_state.Trace of Gram states, with kernels(..., trace=True)
 
     @property
     def method(self) -> str:
@@ -157,9 +158,10 @@ class Float64Algebra(Algebra):
         self.used[act.name] = self.used.get(act.name, frozenset()) | used
         self.error = max(self.error, error)
         if not self.with_ntk:
-            return KernelState(k11, k22, k12, s.t11, s.t22, s.t12, s.chi)
+            return replace(s, k11=k11, k22=k22, k12=k12)
         d11, d22, dd12 = derivs
-        return KernelState(k11, k22, k12, s.t11 * d11, s.t22 * d22, s.t12 * dd12, s.chi * d11)
+        return KernelState(k11=k11, k22=k22, k12=k12, t11=s.t11 * d11, t22=s.t22 * d22, t12=s.t12 * dd12,
+                           chi11=s.chi11 * d11, chi22=s.chi22 * d22, chi12=s.chi12 * dd12)
 
     @property
     def methods(self) -> tuple:
@@ -181,13 +183,14 @@ def _inputs(X) -> np.ndarray:
 
 
 def _check_network(net) -> None:
-    from derive.layers import as_layer
-
-    as_layer(net).kind(Kind.DATA)
+    net.kind(Kind.DATA)
 
 
-def kernels(net, X, *, tol: float = 1e-12, ntk: bool = True) -> Kernels:
+def kernels(net, X, *, tol: float = 1e-12, ntk: bool = True, trace: bool = False) -> Kernels:
     """NNGP (and NTK) Gram matrices of the rows of X (n × d) through `net`.
+
+    With ``trace=True`` the result also holds the per-layer :class:`~derive.kernel_state.Trace`
+    (each state's k11 an (n, 1), k22 a (1, n) and k12 an (n, n) array; likewise t and χ).
 
     `tol` bounds the truncation error of numerical activation layers per layer, relative to
     the layer's √(K_aa K_bb).  Raises :class:`DomainError` for a network that starts with
@@ -201,12 +204,13 @@ def kernels(net, X, *, tol: float = 1e-12, ntk: bool = True) -> Kernels:
     K0 = X @ X.T / d
     diag = np.diag(K0).copy()
     zeros = np.zeros((n, n))
-    state = KernelState(diag[:, None], diag[None, :], K0, zeros[:, :1], zeros[:1, :], zeros,
-                        np.ones((n, 1)))
+    state = KernelState(k11=diag[:, None], k22=diag[None, :], k12=K0, t11=zeros[:, :1], t22=zeros[:1, :],
+                        t12=zeros, chi11=np.ones((n, 1)), chi22=np.ones((1, n)), chi12=np.ones((n, n)))
     algebra = Float64Algebra(tol, ntk)
     with np.errstate(over="raise"):
         try:
-            out = net.apply(state, algebra)
+            steps = net.trace(state, algebra) if trace else None
+            out = steps.output if trace else net.apply(state, algebra)
         except FloatingPointError:
             raise NumericError("overflow while propagating the kernels: the variances grow without "
                                "bound through this network (reduce sigma_w2 or the depth)") from None
@@ -218,7 +222,7 @@ def kernels(net, X, *, tol: float = 1e-12, ntk: bool = True) -> Kernels:
         if gram is not None and not np.all(np.isfinite(gram.matrix)):
             raise NumericError(f"the {gram.name} Gram has non-finite entries ({gram.method})")
     chi = np.array(np.broadcast_to(out.chi, (n, 1))[:, 0]) if ntk else None
-    return Kernels(*grams, chi)
+    return Kernels(*grams, chi, steps)
 
 
 def _assemble(off: np.ndarray, diag: np.ndarray, n: int) -> np.ndarray:
@@ -271,7 +275,7 @@ class MpAlgebra(Algebra):
         d11, d22 = moments.D.mp(s.k11, dps=digits), moments.D.mp(s.k22, dps=digits)
         dd12 = moments.Cd.mp(s.k11, s.k22, corr, dps=digits)
         return replace(s, k11=k[0], k22=k[1], k12=k[2], t11=s.t11 * d11, t22=s.t22 * d22,
-                       t12=s.t12 * dd12, chi=s.chi * d11)
+                       t12=s.t12 * dd12, chi11=s.chi11 * d11, chi22=s.chi22 * d22, chi12=s.chi12 * dd12)
 
 
 def kernels_mp(net, x1, x2, dps: int = 30, *, ntk: bool = True) -> PairKernels:
@@ -292,8 +296,8 @@ def kernels_mp(net, x1, x2, dps: int = 30, *, ntk: bool = True) -> PairKernels:
         k11, k22, k12 = (mp.fsum(ui * vi for ui, vi in zip(u, v, strict=True)) / d
                          for u, v in ((a, a), (b, b), (a, b)))
         zero = mp.mpf(0)
-        out = net.apply(KernelState(k11=k11, k22=k22, k12=k12, t11=zero, t22=zero, t12=zero, chi=mp.mpf(1)),
-                        algebra)
+        out = net.apply(KernelState(k11=k11, k22=k22, k12=k12, t11=zero, t22=zero, t12=zero,
+                                    chi11=mp.mpf(1), chi22=mp.mpf(1), chi12=mp.mpf(1)), algebra)
     with mp.workdps(dps):
         nngp = mp.matrix([[+out.k11, +out.k12], [+out.k12, +out.k22]])
         theta = mp.matrix([[+out.t11, +out.t12], [+out.t12, +out.t22]]) if ntk else None

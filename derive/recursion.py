@@ -32,16 +32,7 @@ import sympy as sp
 
 from derive.activations import Activation
 from derive.gaussian import GaussianExpectation
-from derive.layers import (
-    KernelState,
-    Layer,
-    Nonlinearity,
-    Repeat,
-    Residual,
-    Serial,
-    SymbolicAlgebra,
-    as_layer,
-)
+from derive.kernel_state import KernelState, SymbolicAlgebra
 from derive.symbols import x, y
 
 __all__ = ["Recursion", "recursion"]
@@ -67,7 +58,7 @@ class Recursion:
     """The maps of one block from layer l to l + 1: `equations` (q, c, Θ, χ at l + 1) in
     terms of named sub-expressions defined by `definitions` (in dependency order)."""
 
-    block: Layer
+    block: object
     definitions: tuple
     equations: tuple
     equal_variances: bool = True
@@ -134,29 +125,6 @@ class Recursion:
     def __repr__(self) -> str:
         lines = [f"  {eq.lhs} = {eq.rhs}" for eq in (*self.definitions, *self.equations)]
         return f"Recursion of {self.block!r}:\n" + "\n".join(lines)
-
-
-def _block(net: Layer) -> Layer:
-    """The repeated block: the block of a Repeat (at the top or the only one in a Serial), else net."""
-    if isinstance(net, Repeat):
-        return net.block
-    if isinstance(net, Serial):
-        repeats = [layer for layer in net.layers if isinstance(layer, Repeat)]
-        if len(repeats) == 1:
-            return repeats[0].block
-    return net
-
-
-def _activations(layer) -> list[Activation]:
-    if isinstance(layer, Nonlinearity):
-        return [layer.activation]
-    if isinstance(layer, Residual):
-        return [layer.elementwise] if layer.elementwise is not None else _activations(layer.branch)
-    if isinstance(layer, Serial):
-        return [a for inner in layer.layers for a in _activations(inner)]
-    if isinstance(layer, Repeat):
-        return _activations(layer.block) if layer.n else []
-    return []
 
 
 #: names of quantities that are >= 0 (variances, integrals of squares)
@@ -263,17 +231,18 @@ class _NamingAlgebra(SymbolicAlgebra):
 
 def recursion(net, equal_variances: bool = True) -> Recursion:
     """The recursion of `net`'s block from layer l to l + 1 (see the module docstring)."""
-    net = as_layer(net)
-    block = _block(net)
+    block = net.repeated_block
     now, nxt = _state_symbols("l", equal_variances), _state_symbols("l+1", equal_variances)
     q_1 = now["q1"]
     q_2 = q_1 if equal_variances else now["q2"]
-    state = KernelState(q_1, q_2, now["c"] * sp.sqrt(q_1 * q_2), now["t11"],
-                        now["t11"] if equal_variances else now["t22"], now["t12"], now["chi"])
-    namer = _Namer(_activations(block))
+    state = KernelState(k11=q_1, k22=q_2, k12=now["c"] * sp.sqrt(q_1 * q_2), t11=now["t11"],
+                        t22=now["t11"] if equal_variances else now["t22"], t12=now["t12"],
+                        chi11=now["chi"], chi22=now["chi"])
+    namer = _Namer(block.activations())
     known = set(now.values())
     out = block.apply(state, _NamingAlgebra(namer, known))
     e = {f.name: namer.integrals(getattr(out, f.name), known) for f in fields(out)}
+    e["chi"] = e["chi11"]
     for definition in [d for d in namer.definitions if d.lhs.name.startswith(r"\tilde")]:
         e = {k: v.subs(definition.rhs, definition.lhs) for k, v in e.items()}
     if equal_variances:

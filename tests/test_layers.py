@@ -215,3 +215,41 @@ def test_recursion_gives_chi1_and_the_critical_surface_of_the_residual_dropout_b
     assert names == {r"\dot{q}^{l}", r"\hat{q}^{l}", "sigma_w2", "rho"}  # independent of alpha
     with pytest.raises(KeyError, match="definitions"):
         rec["nothing"]
+
+
+# --- the per-layer trace, backward factors, Dense's ensemble and parametrisation ----------------------
+
+
+def test_the_trace_records_every_primitive_layer_with_named_states():
+    net = serial(Dense(sigma_w2, sigma_b2), repeat(serial("tanh", Dense(sigma_w2, sigma_b2)), 2))
+    trace = net.trace(KernelState.single(q))
+    assert [type(step.layer).__name__ for step in trace] == ["Dense", "Nonlinearity", "Dense",
+                                                          "Nonlinearity", "Dense"]
+    assert len(trace.of(Dense)) == 3 and trace.output == trace.steps[-1].after
+    assert trace.steps[1].before == trace.steps[0].after
+    assert trace.steps[0].after.k11 == sigma_w2 * q + sigma_b2 and trace.steps[0].after.chi == sigma_w2
+
+
+def test_the_ntk_is_the_sum_over_weight_layers_of_input_kernel_times_backward_cross_factor():
+    """Θ = Σ_l Σ^l Π_{m>l} Σ̇^m (Jacot et al. 2018, eq. 6 unrolled): from the trace, each Dense
+    layer's output kernel k12 times the cross backward factor from there to the output."""
+    X = np.random.default_rng(3).standard_normal((5, 7))
+    net = serial(Dense(1.7, 0.1), repeat(serial("relu", Dense(1.7, 0.1)), 3))
+    out = net.kernels(X, trace=True)
+    chi_out = out.trace.output.chi12
+    total = sum(step.after.k12 * chi_out / step.after.chi12 for step in out.trace.of(Dense))
+    off = ~np.eye(5, dtype=bool)
+    np.testing.assert_allclose(total[off], np.asarray(out.ntk)[off], rtol=1e-13)
+    np.testing.assert_allclose(np.broadcast_to(out.trace.output.chi11, (5, 1))[:, 0], out.chi, rtol=1e-15)
+
+
+def test_dense_carries_its_ensemble_and_parametrisation():
+    d = Dense(2, 0.1, ensemble="orthogonal", parametrisation="standard")
+    assert repr(d) == "Dense(2, 0.1, ensemble='orthogonal', parametrisation='standard')"
+    assert d != Dense(2, 0.1) and repr(Dense(2, 0.1)) == "Dense(2, 0.1)"
+    s = d.forward(KernelState.single(q))
+    assert s.t11 == q and s.k11 == 2 * q + sp.Float(0.1)  # standard: the weights' k, no bias term
+    with pytest.raises(DomainError, match="ensemble"):
+        Dense(1, 0, ensemble="uniform")
+    with pytest.raises(DomainError, match="parametrisation"):
+        Dense(1, 0, parametrisation="mup")
