@@ -61,7 +61,7 @@ from derive.fixedpoints import (
 )
 from derive.gaussian import GaussianExpectation
 from derive.gaussian.tables import single_threaded_blas
-from derive.layers import Dense, KernelState, serial
+from derive.layers import Dense, KernelState, repeat, serial
 from derive.meanfield_results import (
     CriticalLine,
     CriticalPoint,
@@ -401,6 +401,15 @@ class MeanField:
         if np.ndim(value) == 0 and not (mp.isfinite(value) if dps else np.isfinite(value)):
             raise NoFixedPointError(self.critical_line().no_point_message(float(np.asarray(sigma_b2))))
         return value
+
+    def network(self, depth: int, sigma_w2=None, sigma_b2=None):
+        """The finite-depth network the theory describes, as a layer stack for
+        :mod:`derive.simulate`: an input ``Dense`` and ``depth − 1`` blocks ``serial(φ, Dense)``, so
+        that layer l's Dense output is the pre-activation h^l of variance q^l."""
+        _check_depth(depth)
+        w = self.sigma_w2 if sigma_w2 is None else _variance(sigma_w2, "sigma_w2")
+        b = self.sigma_b2 if sigma_b2 is None else _variance(sigma_b2, "sigma_b2")
+        return serial(Dense(w, b), repeat(serial(self.activation, Dense(w, b)), depth - 1))
 
     @single_threaded_blas
     def propagate(self, depth: int, sigma_w2=None, sigma_b2=None, *, q1=1.0, c1=None) -> Trajectory:

@@ -1,4 +1,4 @@
-"""Mean-field predictions against simulations of actual random networks (derive.netsim).
+"""Mean-field predictions against simulations of actual random networks (derive.simulate).
 
 Each statistic is estimated on 10 independent networks (seeds); the tolerance is K standard
 errors of the mean over the seeds, the standard error estimated from the seeds themselves.
@@ -10,10 +10,16 @@ import numpy as np
 import pytest
 
 from derive.meanfield import MeanField, Regime
-from derive.netsim import simulate
+from derive.simulate import propagation
 
 K = 6.0
 WIDTH = 600
+
+
+def simulate(activation, sw, sb, widths, **options):
+    """Random networks h^1 = W x + b, h^{l+1} = W φ(h^l) + b of the given widths (M_0, ..., M_L)."""
+    net = MeanField(activation).network(len(widths) - 1, sw, sb)
+    return propagation(net, widths, **options)
 
 
 def test_the_simulator_reproduces_exact_first_layer_statistics():

@@ -14,8 +14,8 @@ from functools import cache
 import numpy as np
 import pytest
 
-from derive.empirical import simulate
 from derive.layers import Dense, Dropout, LayerNorm, Residual, repeat, serial
+from derive.simulate import kernels as simulate
 
 K_SE = 6.0
 WIDTH = 2000

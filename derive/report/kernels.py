@@ -18,11 +18,11 @@ import numpy as np
 import sympy as sp
 
 from derive.activations import activation
-from derive.empirical import simulate
 from derive.gaussian.moments import moments_of
 from derive.layers import Dense, Dropout, LayerNorm, Residual, repeat, serial
 from derive.printing import latex
 from derive.report import Check, Section
+from derive.simulate import kernels as simulate
 from derive.symbols import alpha, c, q1, q2, rho, sigma_b2, sigma_w2
 
 EXAMPLES = {

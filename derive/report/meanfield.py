@@ -18,9 +18,9 @@ import numpy as np
 import sympy as sp
 
 from derive.meanfield import MeanField
-from derive.netsim import simulate
 from derive.printing import latex
 from derive.report import Check, Section
+from derive.simulate import propagation
 from derive.symbols import q, sigma_w2
 
 ACTIVATIONS = ("linear", "relu", "erf", "tanh")
@@ -75,7 +75,8 @@ def _simulation_checks() -> list[Check]:
     for sw, sb in ((1.5, 0.05), (2.5, 0.05)):
         fp = mf.fixed_point(sw, sb)
         c_in = (fp.c_star * fp.q_star - sb) / (fp.q_star - sb) if fp.c_star < 1 else 0.99
-        sim = simulate("tanh", sw, sb, [width] * (depth + 1), c_in=c_in, norm2=(fp.q_star - sb) / sw)
+        sim = propagation(mf.network(depth, sw, sb), [width] * (depth + 1), c_in=c_in,
+                          norm2=(fp.q_star - sb) / sw)
         where = f"tanh ({sw}, {sb}), width {width}, depth {depth}"
         checks.append(Check(f"simulation {where}: q^l = q* (std. errors)", sim.deviation("q", fp.q_star), K))
         powers = fp.chi1 ** np.arange(depth - 1, -1, -1)
