@@ -8,7 +8,10 @@ layer of a wide random network, with named fields (change them with ``dataclasse
 * ``t11, t22, t12`` — the NTK entries;
 * ``chi11, chi22, chi12`` — the backward factors: by how much a back-propagated squared
   gradient (per unit) is multiplied between here and the input, for each input and for the
-  pair (the q̃₁, q̃₂ of Karakida, Akaho & Amari 2019); ``chi`` is ``chi11``.
+  pair (the q̃₁, q̃₂ of Karakida, Akaho & Amari 2019); ``chi`` is ``chi11``;
+* ``gap`` = (k11 + k22)/2 − k12, half the squared distance of the two representations per
+  unit (q(1 − c) for equal variances), mapped by every layer directly so that numeric algebras
+  can keep 1 − c accurate when the inputs are nearly equal (it defaults to its definition).
 
 An :class:`Algebra` says how a layer's formulas are evaluated: on SymPy expressions
 (:data:`SYMBOLIC`), float64 Gram matrices or mpmath numbers (:mod:`derive.ntk`), or float
@@ -47,6 +50,11 @@ class KernelState:
     chi11: sp.Expr = sp.S.One
     chi22: sp.Expr = sp.S.One
     chi12: sp.Expr = sp.S.One
+    gap: sp.Expr = None
+
+    def __post_init__(self):
+        if self.gap is None:
+            object.__setattr__(self, "gap", (self.k11 + self.k22) / 2 - self.k12)
 
     @property
     def chi(self):

@@ -208,7 +208,7 @@ class Dense(Layer):
         tangent = (k11, k22, k12) if self.parametrisation is Parametrisation.NTK else (s.k11, s.k22, s.k12)
         out = KernelState(k11=k11, k22=k22, k12=k12, t11=w * s.t11 + tangent[0],
                           t22=w * s.t22 + tangent[1], t12=w * s.t12 + tangent[2],
-                          chi11=w * s.chi11, chi22=w * s.chi22, chi12=w * s.chi12)
+                          chi11=w * s.chi11, chi22=w * s.chi22, chi12=w * s.chi12, gap=w * s.gap)
         return recorder.add(self, s, out) if recorder else out
 
     def kind(self, incoming: Kind) -> Kind:
@@ -287,7 +287,7 @@ class Dropout(Layer):
     def apply(self, s: KernelState, algebra, recorder: Recorder | None = None) -> KernelState:
         p = algebra.const(self.keep)
         out = replace(s, k11=s.k11 / p, k22=s.k22 / p, t11=s.t11 / p, t22=s.t22 / p,
-                      chi11=s.chi11 / p, chi22=s.chi22 / p)
+                      chi11=s.chi11 / p, chi22=s.chi22 / p, gap=s.gap + (s.k11 + s.k22) * (1 / p - 1) / 2)
         return recorder.add(self, s, out) if recorder else out
 
     def kind(self, incoming: Kind) -> Kind:
@@ -313,9 +313,11 @@ class LayerNorm(Layer):
     def apply(self, s: KernelState, algebra, recorder: Recorder | None = None) -> KernelState:
         v11, v22 = algebra.variance(s.k11), algebra.variance(s.k22)
         norm = algebra.sqrt(v11 * v22)
+        spread = (algebra.sqrt(v11) - algebra.sqrt(v22)) ** 2 / 2
         out = KernelState(k11=s.k11 * 0 + 1, k22=s.k22 * 0 + 1, k12=s.k12 / norm,
                           t11=s.t11 / v11, t22=s.t22 / v22, t12=s.t12 / norm,
-                          chi11=s.chi11 / v11, chi22=s.chi22 / v22, chi12=s.chi12 / norm)
+                          chi11=s.chi11 / v11, chi22=s.chi22 / v22, chi12=s.chi12 / norm,
+                          gap=(s.gap - spread) / norm)
         return recorder.add(self, s, out) if recorder else out
 
     def kind(self, incoming: Kind) -> Kind:

@@ -158,7 +158,7 @@ class Float64Algebra(Algebra):
         self.used[act.name] = self.used.get(act.name, frozenset()) | used
         self.error = max(self.error, error)
         if not self.with_ntk:
-            return replace(s, k11=k11, k22=k22, k12=k12)
+            return replace(s, k11=k11, k22=k22, k12=k12, gap=(k11 + k22) / 2 - k12)
         d11, d22, dd12 = derivs
         return KernelState(k11=k11, k22=k22, k12=k12, t11=s.t11 * d11, t22=s.t22 * d22, t12=s.t12 * dd12,
                            chi11=s.chi11 * d11, chi22=s.chi22 * d22, chi12=s.chi12 * dd12)
@@ -271,10 +271,11 @@ class MpAlgebra(Algebra):
         k = (moments.V.mp(s.k11, dps=digits), moments.V.mp(s.k22, dps=digits),
              moments.C.mp(s.k11, s.k22, corr, dps=digits))
         if not self.with_ntk:
-            return replace(s, k11=k[0], k22=k[1], k12=k[2])
+            return replace(s, k11=k[0], k22=k[1], k12=k[2], gap=(k[0] + k[1]) / 2 - k[2])
         d11, d22 = moments.D.mp(s.k11, dps=digits), moments.D.mp(s.k22, dps=digits)
         dd12 = moments.Cd.mp(s.k11, s.k22, corr, dps=digits)
-        return replace(s, k11=k[0], k22=k[1], k12=k[2], t11=s.t11 * d11, t22=s.t22 * d22,
+        return replace(s, k11=k[0], k22=k[1], k12=k[2], gap=(k[0] + k[1]) / 2 - k[2],
+                       t11=s.t11 * d11, t22=s.t22 * d22,
                        t12=s.t12 * dd12, chi11=s.chi11 * d11, chi22=s.chi22 * d22, chi12=s.chi12 * dd12)
 
 
