@@ -16,8 +16,9 @@ result objects of `derive`) through that method.
 from __future__ import annotations
 
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
 
-from derive.symbols import LATEX_NAMES
+from derive.symbols import LATEX_NAMES, TEXT_NAMES
 
 
 class DeriveLatexPrinter(LatexPrinter):
@@ -39,3 +40,20 @@ class DeriveLatexPrinter(LatexPrinter):
 def latex(obj, **settings) -> str:
     """LaTeX of a SymPy expression or of any `derive` result object."""
     return DeriveLatexPrinter(settings).doprint(obj)
+
+
+class TextPrinter(StrPrinter):
+    """Plain text in the field's notation (σ_w², q*, χ₁) for messages and explanations."""
+
+    def _print_Symbol(self, expr):
+        return TEXT_NAMES.get(expr, expr.name)
+
+
+def text(obj) -> str:
+    """A SymPy expression as readable text: ``text(sigma_w2/2)`` is 'σ_w²/2'.
+
+    >>> from derive.symbols import sigma_w2
+    >>> text(10001 * sigma_w2 / 20000)
+    '10001*σ_w²/20000'
+    """
+    return TextPrinter().doprint(obj)

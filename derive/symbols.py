@@ -44,3 +44,8 @@ LATEX_NAMES: dict[sp.Symbol, str] = {
     kappa1: r"\kappa_1",
     kappa2: r"\kappa_2",
 }
+
+#: plain-text names (messages, explanations)
+TEXT_NAMES: dict[sp.Symbol, str] = {
+    sigma_w2: "σ_w²", sigma_b2: "σ_b²", q_star: "q*", c_star: "c*", chi1: "χ₁", kappa1: "κ₁", kappa2: "κ₂",
+}

@@ -1,0 +1,244 @@
+r"""The mean-field maps of any block, evaluated in float64 over arrays of parameters.
+
+A block of the layer algebra (``serial(φ, Dense(σ_w², σ_b²))``, or a residual block with
+dropout and LayerNorm, ...) maps the state of two inputs of equal variance.  Its layers state
+their formulas once (:mod:`derive.layers`); here they are evaluated by an algebra whose numbers
+are :class:`Jet` s — a value and its derivative along one direction — so that every map comes
+with its slope, whatever the block:
+
+* along q (one input, c = 1): the q-map q′(q), χ_q = dq′/dq, and the backward factor χ₁;
+* along s = 1 − c at fixed q: s′ = 1 − c′ (from the gap, half the squared distance, which every
+  layer maps directly: no cancellation as c → 1) and χ_c = ds′/ds = ∂c′/∂c.
+
+An activation reads its moments at equal variances from
+:func:`derive.gaussian.equal_variances.equal_variances`: q′ = V(q), and for the pair
+gap′ = (1 − c) G(q, c) with the divided difference G = (V − C)/(1 − c) (Poole et al. 2016;
+Schoenholz et al. 2017).  The mpmath algebra does the same at any precision through the
+moments' mpmath path.
+
+>>> import numpy as np, derive
+>>> from derive.symbols import sigma_w2, sigma_b2
+>>> maps = BlockMaps(derive.serial("relu", derive.Dense(sigma_w2, sigma_b2)))
+>>> q_next, chi_q, chi1 = maps.q_map(np.array([1.0]), {sigma_w2: np.array([2.0]), sigma_b2: np.array([0.5])})
+>>> float(q_next[0]), float(chi_q[0]), float(chi1[0])
+(1.5, 1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import mpmath as mp
+import numpy as np
+import sympy as sp
+
+from derive.errors import DomainError
+from derive.gaussian.equal_variances import equal_variances
+from derive.gaussian.moments import moments_of
+from derive.kernel_state import Algebra, KernelState
+
+#: variances are clipped to this before an activation reads its tables (q = 0 exactly is the
+#: limit q → 0⁺ of every built-in's moments)
+Q_FLOOR = 1e-300
+
+
+class Jet:
+    """A value and its derivative along one direction (numpy arrays), closed under + − × ÷ √."""
+
+    __slots__ = ("v", "d")
+    __array_ufunc__ = None  # numpy defers to the reflected operators below
+
+    def __init__(self, value, derivative=0.0):
+        self.v = np.asarray(value, dtype=float)
+        self.d = np.broadcast_to(np.asarray(derivative, dtype=float), self.v.shape)
+
+    @staticmethod
+    def of(other) -> Jet:
+        return other if isinstance(other, Jet) else Jet(other, 0.0)
+
+    def __add__(self, other):
+        other = Jet.of(other)
+        return Jet(self.v + other.v, self.d + other.d)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return Jet(-self.v, -self.d)
+
+    def __sub__(self, other):
+        return self + (-Jet.of(other))
+
+    def __rsub__(self, other):
+        return Jet.of(other) - self
+
+    def __mul__(self, other):
+        other = Jet.of(other)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf·0 at q → ∞ is the caller's to judge
+            return Jet(self.v * other.v, self.d * other.v + self.v * other.d)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        other = Jet.of(other)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = self.v / other.v
+            return Jet(value, (self.d - value * other.d) / other.v)
+
+    def __rtruediv__(self, other):
+        return Jet.of(other) / self
+
+    def __pow__(self, n):
+        if not isinstance(n, int | float):
+            raise TypeError("a Jet is raised to numeric powers only")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return Jet(self.v**n, n * self.v ** (n - 1) * self.d)
+
+    def sqrt(self) -> Jet:
+        root = np.sqrt(self.v)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return Jet(root, np.where(root > 0, self.d / (2 * root), 0.0))
+
+
+class _Parameters:
+    """The block's symbolic parameters evaluated on arrays: ``const(expr)`` for each layer."""
+
+    def __init__(self, values: dict):
+        self.values = values
+        self._cache: dict = {}
+
+    def __call__(self, expr: sp.Expr):
+        expr = sp.sympify(expr)
+        if expr.is_number:
+            return float(expr)
+        missing = expr.free_symbols - set(self.values)
+        if missing:
+            raise DomainError(f"the block has the symbolic parameters {sorted(map(str, missing))}; give "
+                              "them numbers (substitute them in the block, e.g. Dropout(0.9))")
+        if expr not in self._cache:
+            names = sorted(expr.free_symbols, key=str)
+            self._cache[expr] = (sp.lambdify(names, expr, "numpy"), names)
+        f, names = self._cache[expr]
+        return np.asarray(f(*(self.values[s] for s in names)), dtype=float)
+
+
+class JetAlgebra(Algebra):
+    """Layer formulas on Jets along q (``direction="q"``, one input) or along s = 1 − c
+    (``direction="s"``, two inputs of equal variance)."""
+
+    name = "mean-field"
+
+    def __init__(self, parameters: dict, direction: str):
+        self.const = _Parameters(parameters)
+        self.direction = direction
+
+    def sqrt(self, value):
+        return value.sqrt() if isinstance(value, Jet) else np.sqrt(value)
+
+    def activation(self, act, s: KernelState) -> KernelState:
+        ev = equal_variances(act)
+        q = Jet.of(s.k11)
+        qv = np.maximum(q.v, Q_FLOOR)
+        V, Vq, D, Dq = ev.one(qv)
+        k11 = Jet(V, Vq * q.d)
+        if self.direction == "q":
+            chi = Jet(D, Dq * q.d)
+            zero = Jet(np.zeros_like(V))
+            return KernelState(k11=k11, k22=k11, k12=k11, gap=zero, t11=zero, t22=zero, t12=zero,
+                               chi11=s.chi11 * chi, chi22=s.chi22 * chi, chi12=s.chi12 * chi)
+        ratio = Jet.of(s.gap) / qv  # 1 − c, exact: q does not move along s
+        c = np.clip(1 - ratio.v, -1.0, 1.0)
+        G, Gc = ev.g(qv, c, derivative=True)
+        gap = ratio * Jet(G, -Gc * ratio.d)
+        unknown = Jet(ev.cd(qv, c), np.nan)  # the backward factors' slopes along s are not needed
+        zero = Jet(np.zeros_like(V))
+        return KernelState(k11=k11, k22=k11, k12=k11 - gap, gap=gap, t11=zero, t22=zero, t12=zero,
+                           chi11=s.chi11 * D, chi22=s.chi22 * D, chi12=s.chi12 * unknown)
+
+
+class MpAlgebra(Algebra):
+    """Layer formulas on mpmath numbers; activations through the moments' mpmath path (the gap
+    as V − C at 20 guard digits beyond the working precision)."""
+
+    name = "mean-field mpmath"
+
+    def __init__(self, parameters: dict, dps: int):
+        self.parameters, self.dps = parameters, dps
+
+    def const(self, value):
+        out = sp.sympify(value).xreplace({k: sp.Float(v, self.dps + 20) for k, v in self.parameters.items()})
+        out = out.evalf(self.dps + 20)
+        if not out.is_number:
+            raise DomainError(f"the block has the symbolic parameters {sorted(map(str, out.free_symbols))}; "
+                              "give them numbers")
+        return mp.mpf(sp.Float(out, self.dps + 20)._mpf_)
+
+    def sqrt(self, value):
+        return mp.sqrt(value)
+
+    def activation(self, act, s: KernelState) -> KernelState:
+        moments = moments_of(act)
+        digits = self.dps + 20
+        q = s.k11
+        V = moments.V.mp(q, dps=digits)
+        D = moments.D.mp(q, dps=digits) if not moments.has_jump else mp.inf
+        if s.gap == 0:
+            return KernelState(k11=V, k22=V, k12=V, gap=mp.mpf(0), chi11=s.chi11 * D, chi22=s.chi22 * D,
+                               chi12=s.chi12 * D)
+        c = max(min(1 - s.gap / q, mp.mpf(1)), mp.mpf(-1))
+        C = moments.C.mp(q, q, c, dps=digits)
+        Cd = moments.Cd.mp(q, q, c, dps=digits) if not moments.has_jump else mp.inf
+        return KernelState(k11=V, k22=V, k12=C, gap=V - C, chi11=s.chi11 * D, chi22=s.chi22 * D,
+                           chi12=s.chi12 * Cd)
+
+
+class BlockMaps:
+    """The float64 (and mpmath) maps of one block: q-map with χ_q and χ₁, s-map with χ_c.
+
+    `parameters` maps each symbol of the block (σ_w², σ_b², ...) to an array (or number) of
+    values; all arrays broadcast with the variances."""
+
+    def __init__(self, block):
+        self.block = block
+
+    @cached_property
+    def activations(self) -> list:
+        return list(dict.fromkeys(self.block.activations()))
+
+    def _run(self, state: KernelState, parameters: dict, direction: str) -> KernelState:
+        return self.block.apply(state, JetAlgebra(parameters, direction))
+
+    def q_map(self, q, parameters: dict) -> tuple:
+        """(q′, χ_q = dq′/dq, χ₁ = the backward factor) at the variances q (arrays)."""
+        q = np.asarray(q, dtype=float)
+        one = Jet(np.ones_like(q))
+        start = Jet(q, np.ones_like(q))
+        zero = Jet(np.zeros_like(q))
+        out = self._run(KernelState(k11=start, k22=start, k12=start, gap=zero, chi11=one, chi22=one,
+                                    chi12=one), parameters, "q")
+        shape = q.shape
+        return (np.broadcast_to(Jet.of(out.k11).v, shape), np.broadcast_to(Jet.of(out.k11).d, shape),
+                np.broadcast_to(Jet.of(out.chi11).v, shape))
+
+    def s_map(self, q, s, parameters: dict) -> tuple:
+        """(s′ = 1 − c′, χ_c = ds′/ds = ∂c′/∂c, q′) for two inputs of variance q and s = 1 − c."""
+        q, s = np.broadcast_arrays(np.asarray(q, dtype=float), np.asarray(s, dtype=float))
+        variance = Jet(q, 0.0)
+        gap = Jet(s * q, q)
+        one = Jet(np.ones_like(q))
+        out = self._run(KernelState(k11=variance, k22=variance, k12=variance - gap, gap=gap, chi11=one,
+                                    chi22=one, chi12=one), parameters, "s")
+        ratio = Jet.of(out.gap) / Jet.of(out.k11)
+        return np.broadcast_to(ratio.v, q.shape), np.broadcast_to(ratio.d, q.shape), \
+            np.broadcast_to(Jet.of(out.k11).v, q.shape)
+
+    def mp_q_map(self, q, parameters: dict, dps: int) -> tuple:
+        """(q′, χ₁) at one variance, at `dps` digits."""
+        out = self.block.apply(KernelState(k11=q, k22=q, k12=q, gap=mp.mpf(0), chi11=mp.mpf(1),
+                                           chi22=mp.mpf(1), chi12=mp.mpf(1)), MpAlgebra(parameters, dps))
+        return out.k11, out.chi11
+
+    def mp_s_map(self, q, s, parameters: dict, dps: int) -> tuple:
+        """(s′, χ_c backward cross factor, q′) at one (q, s), at `dps` digits."""
+        out = self.block.apply(KernelState(k11=q, k22=q, k12=q * (1 - s), gap=q * s, chi11=mp.mpf(1),
+                                           chi22=mp.mpf(1), chi12=mp.mpf(1)), MpAlgebra(parameters, dps))
+        return out.gap / out.k11, out.chi12, out.k11
