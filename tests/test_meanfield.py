@@ -428,14 +428,3 @@ def test_critical_points_need_a_stable_variance_fixed_point():
     assert set(path.regime.tolist()) == {Regime.ORDERED, Regime.Q_INFINITE}
     assert np.all(path.chi1[path.regime == Regime.ORDERED] < 1)
     assert MeanField("tanh").critical_point(0.05).sigma_w2 == pytest.approx(1.76095463961, abs=6e-12)
-
-
-def test_report_section_renders_formulas_figures_and_passing_checks(tmp_path):
-    from derive.report.meanfield import section
-
-    result = section(tmp_path)
-    assert result.checks and all(check.passed for check in result.checks), [
-        check for check in result.checks if not check.passed]
-    assert "$$" in result.markdown and "(2, 0)" in result.markdown
-    for name in ("meanfield_phase_tanh.png", "meanfield_critical_lines.png"):
-        assert f"figures/{name}" in result.markdown and (tmp_path / name).stat().st_size > 1000

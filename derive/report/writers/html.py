@@ -51,7 +51,10 @@ def _convert(latex: str, display: bool) -> str:
 
     # latex2mathml lays out the `split` environment as a table but not `aligned`; same layout
     source = _ALIGNED.sub(lambda m: f"\\{m.group(1)}{{split}}", latex)
-    result = convert(source, display="block" if display else "inline")
+    try:
+        result = convert(source, display="block" if display else "inline")
+    except Exception as exc:  # latex2mathml's exceptions share no base class
+        raise ReportError(f"latex2mathml cannot convert the formula {latex!r}: {exc}") from exc
     result = _NAMED_OPERATOR.sub(r"<mi>\1</mi>", result)
     leftover = _LEFTOVER.search(result)
     if leftover:
