@@ -3,7 +3,7 @@
 For linear, ReLU, erf and tanh networks: the critical line χ₁ = 1 in the best closed form
 `derive` finds, each beside its checks -- against mpmath (closed forms at 30 digits,
 quadrature-based values against an independent mpmath root of q − V(q)/D(q) = σ_b²),
-against the reference values of REFERENCES.md §1, and against simulated random networks
+against reference values of the tanh critical point and fixed point, and against simulated random networks
 (studentised deviation of the simulated mean from the prediction, tolerance 6 standard
 errors over 10 seeds).  Figures: the tanh phase diagram (Schoenholz et al. 2017, fig. 1)
 and the critical lines of the four activations.
