@@ -14,15 +14,18 @@ from derive.errors import DeriveError
 
 
 def _cmd_report(args) -> int:
-    from derive.report import write_report
+    from derive.report import plain, write_report
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    report = write_report(Path(args.out), progress=progress, only=tuple(args.section or ()))
-    print(f"report written to {report.path}")
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    report = write_report(Path(args.out), formats=formats, only=tuple(args.section or ()), pdf=args.pdf,
+                          progress=progress)
+    print(f"report written to {report.path}: {', '.join(f.name for f in report.files)}; "
+          f"{report.document.summary()}")
     for check in report.failures:
-        print(f"FAILED: {check.name}: error {check.error:.3e} > tolerance {check.tolerance:.0e}",
+        print(f"FAILED: {plain(check.name)}: error {check.error:.3e} > tolerance {check.tolerance:.0e}",
               file=sys.stderr)
     return 1 if report.failures else 0
 
@@ -94,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="report", help="output folder (default: report)")
     report.add_argument("--section", action="append", metavar="NAME",
                         help="only this section (gaussian, meanfield, kernels); repeatable")
+    report.add_argument("--format", default="html,md", metavar="LIST",
+                        help="comma-separated formats: html, md, ipynb, tex (default: html,md)")
+    report.add_argument("--pdf", action="store_true",
+                        help="also compile report.tex to report.pdf with pdflatex (implies tex)")
     report.set_defaults(run=_cmd_report)
     line = sub.add_parser("critical-line", help="the chi_1 = 1 line of an activation (mean-field theory)")
     line.add_argument("activation", help="a built-in name (tanh, relu, erf, ...) or a formula in x")

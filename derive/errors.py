@@ -34,3 +34,8 @@ class NumericError(DeriveError, ArithmeticError):
 
 class NoFixedPointError(DeriveError, ArithmeticError):
     """A recursion has no finite fixed point (q grows without bound, or decays to 0)."""
+
+
+class ReportError(DeriveError):
+    """The report cannot be built as asked (unknown section or format, an output folder that
+    cannot be written, no LaTeX compiler for --pdf, a formula a writer cannot render)."""

@@ -8,32 +8,74 @@ import pytest
 from derive.cli import main
 
 
-def test_report_writes_markdown_and_figures_and_exits_zero(tmp_path, capsys):
+def test_report_writes_html_and_markdown_by_default_and_exits_zero(tmp_path, capsys):
     out = tmp_path / "rep"
-    assert main(["report", "--out", str(out), "--section", "meanfield"]) == 0
+    assert main(["report", "--out", str(out), "--section", "kernels"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["figures", "report.html", "report.md"]
     text = (out / "report.md").read_text()
     assert "## " in text and "$" in text and "FAIL" not in text
     figures = list((out / "figures").glob("*.png"))
     assert figures and all(f.stat().st_size > 1000 for f in figures)
     for figure in figures:
         assert f"figures/{figure.name}" in text
-    assert "[1/" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "[1/1] kernels" in captured.err and "report.html, report.md" in captured.out
 
 
-def test_report_exit_code_is_nonzero_when_a_check_fails(tmp_path, monkeypatch):
+def _broken_section(monkeypatch):
+    """A section module `derive.report.broken` whose one check fails."""
+    import importlib.machinery
+    import types
+
     import derive.report as report
+    from derive.report import Check, Checks, Section, text
+    from derive.symbols import sigma_w2
 
-    failing = report.Section("broken", "x", (report.Check("deliberately wrong", 1.0, 1e-12),))
+    module = types.ModuleType("derive.report.broken")
+    module.__spec__ = importlib.machinery.ModuleSpec("derive.report.broken", None)
+    wrong = Check(text("wrong ", sigma_w2), 1.0, 1e-12)
+    module.section = lambda figdir: Section("broken", (Checks((wrong,)),))
+    monkeypatch.setitem(sys.modules, "derive.report.broken", module)
+    monkeypatch.setattr(report, "SECTIONS", ("broken",))
 
-    class FakeModule:
-        @staticmethod
-        def section(figdir):
-            return failing
 
-    monkeypatch.setattr(report, "available_sections", lambda: ["derive.report.fake"])
-    monkeypatch.setattr(report, "import_module", lambda name: FakeModule)
+def test_report_exit_code_is_nonzero_when_a_check_fails(tmp_path, monkeypatch, capsys):
+    _broken_section(monkeypatch)
     assert main(["report", "--out", str(tmp_path)]) == 1
-    assert "**FAIL**" in (tmp_path / "report.md").read_text()
+    assert "❌ **FAIL**" in (tmp_path / "report.md").read_text()
+    html = (tmp_path / "report.html").read_text()
+    assert '<tr class="fail">' in html and "✗ 1 of 1 failed" in html and "✗ 0 of 1 checks passed" in html
+    assert "FAILED: wrong $\\sigma_w^2$: error 1.000e+00 > tolerance 1e-12" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--section", "nope"], "unknown section 'nope': the sections are gaussian, meanfield, kernels"),
+    (["--format", "html,docx"], "unknown format 'docx': --format takes a comma-separated list of"),
+    (["--format", ","], "unknown format (none given)"),
+])
+def test_bad_requests_are_usage_errors_before_any_work(arguments, message, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["report", "--out", str(out), *arguments]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_unwritable_out_is_a_usage_error(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["report", "--out", str(afile / "rep")]) == 2
+    assert "cannot write the report into" in capsys.readouterr().err
+    assert main(["report", "--out", str(afile)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_pdf_without_a_latex_compiler_says_so_before_any_work(tmp_path, monkeypatch, capsys):
+    import derive.report.writers.latex as latex
+
+    monkeypatch.setattr(latex, "compiler", lambda: None)
+    out = tmp_path / "rep"
+    assert main(["report", "--out", str(out), "--pdf"]) == 2
+    err = capsys.readouterr().err
+    assert "--pdf needs the LaTeX compiler pdflatex, which is not installed here" in err and not out.exists()
 
 
 def test_console_script_is_installed_and_reports_usage():
@@ -49,8 +91,12 @@ def test_unknown_subcommand_is_a_usage_error():
 
 def test_gaussian_section_block_verifies_relu(tmp_path):
     from derive.activations import activation
+    from derive.report import Checks, Table
     from derive.report.gaussian import _activation_block
 
-    text, checks = _activation_block(activation("relu"), tmp_path)
-    assert "closed form" in text and checks and all(c.passed for c in checks)
+    blocks = _activation_block(activation("relu"), tmp_path)
+    table = next(b for b in blocks if isinstance(b, Table))
+    assert [row[2] for row in table.rows] == [("closed form",)] * 4
+    checks = [c for b in blocks if isinstance(b, Checks) for c in b.checks]
+    assert len(checks) == 8 and all(c.passed for c in checks)
     assert (tmp_path / "gaussian_relu.png").stat().st_size > 1000

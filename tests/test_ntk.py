@@ -283,16 +283,6 @@ def test_residual_networks_on_inputs_of_other_dimension_still_have_kernels():
     assert np.all(np.isfinite(np.asarray(k.ntk)))
 
 
-def test_the_report_section_passes_its_checks_and_writes_its_figure(tmp_path):
-    from derive.report.kernels import section
-
-    result = section(tmp_path)
-    assert result.checks and all(check.passed for check in result.checks), result.render()
-    assert (tmp_path / "kernels_residual_ntk.png").stat().st_size > 1000
-    assert "figures/kernels_residual_ntk.png" in result.markdown
-    assert result.markdown.count(r"\begin{aligned}") == 3
-
-
 def test_numerical_layers_at_any_precision_agree_with_the_float64_grams():
     net = serial(Dense(1.5, 0.05), repeat(serial("tanh", Dense(1.5, 0.05)), 2))
     x1, x2 = ["1", "0.5"], ["0.2", "1"]

@@ -1,10 +1,30 @@
 """`derive report`: every result the tool derives, each formula beside its verification.
 
-The report is a folder: ``report.md`` (Markdown with LaTeX in ``$…$``/``$$…$$``)
-and ``figures/*.png``.  Each theory contributes one section module with a
-function ``section(figdir) -> Section``; :data:`SECTIONS` lists them in order.
-A section's :class:`Check` objects record each numeric verification; the
-command exits non-zero if any fails.
+The report is a folder: ``report.html`` (MathML formulas, figures embedded; opens in any
+browser, no network), ``report.md``, on request ``report.ipynb`` and ``report.tex`` (and
+``report.pdf``), and ``figures/*.png``.  Sections build one document model
+(:mod:`derive.report.document`); the writers (:mod:`derive.report.writers`) render it.
+The command exits non-zero if any check fails.
+
+Adding a section
+----------------
+1. Write ``derive/report/NAME.py`` with a function::
+
+       def section(figdir: Path, **options) -> Section
+
+   that computes its results with `derive` and returns ``Section(title, blocks)``, the
+   blocks in reading order: :class:`Heading`, :class:`Paragraph`, :class:`Equation`,
+   :class:`Table`, :class:`Figure` (draw ``with figures.print_style():`` and return
+   ``figures.save(fig, figdir, name, caption)``), :class:`Listing` (code the notebook
+   runs) and :class:`Checks` -- each :class:`Check` right after the result it verifies.
+   Formulas only through :func:`text` / :func:`math` (the printer,
+   :func:`derive.printing.latex`): a check's name, a table cell or a heading with
+   mathematics in it is ``text("critical ", sigma_w2, " at ", sp.Eq(sigma_b2, 0))``,
+   never LaTeX in a string.  Keyword `options` (each with a default) may make a cheaper
+   version for the tests, e.g. fewer activations.
+2. Add ``"NAME"`` to :data:`SECTIONS`, in report order.
+3. In ``tests/test_report.py`` give the session fixture the section's cheap options
+   (``OPTIONS``); the format tests then cover the new section with no new test.
 
 >>> Check("E[relu^2] vs mpmath", error=1e-31, tolerance=1e-25).passed
 True
@@ -12,90 +32,138 @@ True
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from importlib import import_module
 from pathlib import Path
 
-SECTIONS = (
-    "derive.report.gaussian",
-    "derive.report.meanfield",
-    "derive.report.kernels",
+from derive.errors import ReportError
+from derive.report.document import (
+    Check,
+    Checks,
+    Code,
+    Document,
+    Equation,
+    Figure,
+    Heading,
+    Listing,
+    Math,
+    Paragraph,
+    Section,
+    Table,
+    math,
+    plain,
+    text,
 )
 
+__all__ = ["Check", "Checks", "Code", "Document", "Equation", "Figure", "Heading", "Listing", "Math",
+           "Paragraph", "Section", "Table", "math", "plain", "text", "SECTIONS", "DEFAULT_FORMATS",
+           "Report", "available_sections", "build_section", "write_report"]
 
-@dataclass(frozen=True)
-class Check:
-    """One numeric verification: a measured error against the tolerance it must meet."""
-
-    name: str
-    error: float
-    tolerance: float
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.error <= self.tolerance)  # NaN fails
-
-    def row(self) -> str:
-        mark = "pass" if self.passed else "**FAIL**"
-        return f"| {self.name} | {self.error:.2e} | {self.tolerance:.0e} | {mark} |"
-
-
-@dataclass(frozen=True)
-class Section:
-    """A titled part of the report: Markdown (with LaTeX) and the checks behind it."""
-
-    title: str
-    markdown: str
-    checks: tuple[Check, ...] = ()
-
-    def render(self) -> str:
-        table = "\n".join(["| check | error | tolerance | result |", "|---|---|---|---|",
-                           *(check.row() for check in self.checks)])
-        return f"## {self.title}\n\n{self.markdown}\n\n### Verification\n\n{table}\n"
+#: section modules ``derive.report.NAME``, in report order
+SECTIONS = ("gaussian", "meanfield", "kernels")
+#: what ``derive report`` writes unless told otherwise
+DEFAULT_FORMATS = ("html", "md")
 
 
 @dataclass(frozen=True)
 class Report:
-    """The written report: where it is, its sections, and whether every check passed."""
+    """The written report: its folder, the files written, and the document."""
 
     path: Path
-    sections: tuple[Section, ...]
+    files: tuple[Path, ...]
+    document: Document
 
     @property
     def failures(self) -> tuple[Check, ...]:
-        return tuple(c for s in self.sections for c in s.checks if not c.passed)
+        return self.document.failures
 
 
 def available_sections() -> list[str]:
-    """Section modules that exist in this installation, in report order."""
+    """Names of the section modules that exist in this installation, in report order."""
     from importlib.util import find_spec
 
-    return [name for name in SECTIONS if find_spec(name) is not None]
+    return [name for name in SECTIONS if find_spec(f"derive.report.{name}") is not None]
 
 
-def write_report(out: Path, progress: Callable[[str], None] = print,
-                 only: tuple[str, ...] = ()) -> Report:
-    """Build every section (or those named in `only`) into `out`/report.md, figures in `out`/figures."""
+def build_section(name: str, figdir: Path, **options) -> Section:
+    """Run section `name` into `figdir`; its `code` is the call that rebuilds it (for the notebook)."""
+    section = import_module(f"derive.report.{name}").section(Path(figdir), **options)
+    arguments = "".join(f", {key}={value!r}" for key, value in options.items())
+    code = f"from derive.report import {name}\n\nsection = {name}.section(figures{arguments})\nsection"
+    return replace(section, code=code)
+
+
+def _selected(only: Iterable[str]) -> list[str]:
+    names = available_sections()
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise ReportError(f"unknown section {', '.join(map(repr, unknown))}: the sections are "
+                          f"{', '.join(names)} (--section NAME, repeatable)")
+    return [n for n in names if not only or n in only]
+
+
+def _formats(formats: Iterable[str], pdf: bool) -> tuple[str, ...]:
+    from derive.report.writers import FORMATS
+    from derive.report.writers.latex import COMPILER, compiler
+
+    formats = tuple(dict.fromkeys([*formats, *(["tex"] if pdf else [])]))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ReportError(f"unknown format {', '.join(map(repr, unknown)) or '(none given)'}: "
+                          f"--format takes a comma-separated list of {', '.join(FORMATS)}")
+    if pdf and compiler() is None:
+        raise ReportError(f"--pdf needs the LaTeX compiler {COMPILER}, which is not installed here: "
+                          "install TeX Live (Debian: apt-get install texlive-latex-extra), or leave out "
+                          "--pdf and compile report.tex elsewhere")
+    return formats
+
+
+def _writable(out: Path) -> Path:
+    """`out`, created if missing, after proving a file can be written in it."""
     out = Path(out)
-    figdir = out / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    names = [n for n in available_sections() if not only or n.rsplit(".", 1)[-1] in only]
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {str(out)!r} is a file, not a folder: give --out a folder (it is "
+                          "created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "figures").mkdir(exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise ReportError(f"cannot write the report into {str(out)!r}: {exc.strerror or exc}; "
+                          "give --out a folder you can write to") from exc
+    return out
+
+
+def write_report(out: Path, formats: Iterable[str] = DEFAULT_FORMATS, only: Iterable[str] = (),
+                 pdf: bool = False, progress: Callable[[str], None] = print,
+                 options: dict[str, dict] | None = None) -> Report:
+    """Build the sections (all, or those named in `only`) and write them into `out` in each of
+    `formats` (keys of :data:`derive.report.writers.FORMATS`), compiling the PDF if `pdf`.
+    `options` maps a section name to keyword options of its ``section`` function.  The
+    request is checked (sections, formats, compiler, folder) before any work starts."""
+    from derive.report.writers import writer
+    from derive.report.writers.latex import compile_pdf
+
+    only = tuple(only)
+    names = _selected(only)
+    formats = _formats(formats, pdf)
+    out = _writable(out)
+    options = options or {}
     sections = []
     for i, name in enumerate(names, 1):
-        progress(f"[{i}/{len(names)}] {name.rsplit('.', 1)[-1]} ...")
+        progress(f"[{i}/{len(names)}] {name} ...")
         start = time.perf_counter()
-        section = import_module(name).section(figdir)
-        failed = sum(not c.passed for c in section.checks)
-        progress(f"      {len(section.checks)} checks, {failed} failed, "
+        section = build_section(name, out / "figures", **options.get(name, {}))
+        progress(f"      {len(section.checks)} checks, {len(section.failures)} failed, "
                  f"{time.perf_counter() - start:.1f} s")
         sections.append(section)
-    body = "\n".join(s.render() for s in sections)
-    total = sum(len(s.checks) for s in sections)
-    bad = sum(not c.passed for s in sections for c in s.checks)
-    header = ("# derive report\n\nEvery formula below was derived by `derive` and checked "
-              f"numerically: {total - bad} of {total} checks passed.\n\n")
-    path = out / "report.md"
-    path.write_text(header + body, encoding="utf-8")
-    return Report(path, tuple(sections))
+    document = Document("derive report", tuple(sections))
+    files = [writer(fmt)(document, out) for fmt in formats]
+    if pdf:
+        progress(f"compiling {files[formats.index('tex')].name} ...")
+        files.append(compile_pdf(files[formats.index("tex")]))
+    return Report(out, tuple(files), document)

@@ -22,8 +22,9 @@ from derive.gaussian import GaussianExpectation, expect, expect2
 from derive.gaussian.reference import mp_expectation
 from derive.numeric import lambdify
 from derive.printing import latex
-from derive.report import Check, Section
-from derive.symbols import c, q, q1, q2, x, y
+from derive.report import Check, Checks, Heading, Paragraph, Section, Table, figures, text
+from derive.report.notation import E, dphi, phi, u, v
+from derive.symbols import c, q, q1, q2, x, y, z
 
 POINT_1D = {q: sp.Rational(7, 10)}
 POINT_2D = {q1: sp.Rational(7, 10), q2: sp.Rational(13, 10), c: sp.Rational(3, 5)}
@@ -35,15 +36,15 @@ def _moments(act):
 
     Where φ′ is a Dirac delta (step, sign) E φ′(u)² is infinite and the rows of φ′ are left out.
     """
-    phi, dphi = act(x), act.derivative(x)
-    phi_y, dphi_y = act(y), act.derivative(y)
+    f, df = act(x), act.derivative(x)
+    f_y, df_y = act(y), act.derivative(y)
     rows = (
-        (r"\mathbb{E}\,\phi(u)^2", phi**2, (x,), (q,)),
-        (r"\mathbb{E}\,\phi(u)\phi(v)", phi * phi_y, (x, y), (q1, q2, c)),
-        (r"\mathbb{E}\,\phi'(u)^2", dphi**2, (x,), (q,)),
-        (r"\mathbb{E}\,\phi'(u)\phi'(v)", dphi * dphi_y, (x, y), (q1, q2, c)),
+        (E(phi(u)**2), f**2, (x,), (q,)),
+        (E(phi(u) * phi(v)), f * f_y, (x, y), (q1, q2, c)),
+        (E(dphi(u)**2), df**2, (x,), (q,)),
+        (E(dphi(u) * dphi(v)), df * df_y, (x, y), (q1, q2, c)),
     )
-    return rows[:2] if dphi.has(sp.DiracDelta) else rows
+    return rows[:2] if df.has(sp.DiracDelta) else rows
 
 
 def _derive(integrand, variables, parameters):
@@ -63,68 +64,69 @@ def _check_one(name, expr, integrand, variables, parameters) -> list[Check]:
     checks = []
     if not isinstance(expr, GaussianExpectation):
         closed = sp.N(expr.xreplace(point), DPS + 5)
-        checks.append(Check(f"{name}: closed form vs mpmath ({DPS} digits)",
+        checks.append(Check(text(name, f": closed form vs mpmath ({DPS} digits)"),
                             _relative(str(closed), reference), 1e-25))
     numeric = lambdify(expr, list(parameters))(*map(float, values))
-    checks.append(Check(f"{name}: numpy evaluator vs mpmath", _relative(float(numeric), reference), 1e-11))
+    checks.append(Check(text(name, ": numpy evaluator vs mpmath"), _relative(float(numeric), reference),
+                        1e-11))
     return checks
 
 
-def _figure(act, rows, figdir: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
-    qs = np.geomspace(1e-2, 1e2, 200)
-    q_marks = np.geomspace(1e-2, 1e2, 7)
-    for label, expr, integrand, variables, _ in rows[::2]:
-        left.plot(qs, lambdify(expr, [q])(qs), label=f"${label}$")
-        ref = [float(mp_expectation(integrand, variables, (sp.Float(v),), dps=15)) for v in q_marks]
-        left.plot(q_marks, ref, "k.", ms=4)
-    left.set(xscale="log", xlabel="$q$", title="1-D (lines: numpy, dots: mpmath)")
-    cs = np.linspace(-1, 1, 101)
-    for label, expr, *_ in rows[1::2]:
-        right.plot(cs, lambdify(expr, [q1, q2, c])(1.0, 1.0, cs), label=f"${label}$")
-    right.set(xlabel="$c$ ($q_1 = q_2 = 1$)", title="2-D")
-    for ax in (left, right):
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{act.name}: Gaussian expectations")
-    fig.tight_layout()
-    path = figdir / f"gaussian_{act.name.split('(')[0]}.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return f"figures/{path.name}"
+def _figure(act, rows, figdir: Path):
+    with figures.print_style():
+        fig, (left, right) = figures.new(2, height=2.8)
+        qs = np.geomspace(1e-2, 1e2, 200)
+        q_marks = np.geomspace(1e-2, 1e2, 7)
+        for label, expr, integrand, variables, _ in rows[::2]:
+            left.plot(qs, lambdify(expr, [q])(qs), label=f"${latex(label)}$")
+            ref = [float(mp_expectation(integrand, variables, (sp.Float(v),), dps=15)) for v in q_marks]
+            left.plot(q_marks, ref, "k.", ms=4)
+        left.set(xscale="log", xlabel="$q$", title="1-D (lines: numpy, dots: mpmath)")
+        cs = np.linspace(-1, 1, 101)
+        for label, expr, *_ in rows[1::2]:
+            right.plot(cs, lambdify(expr, [q1, q2, c])(1.0, 1.0, cs), label=f"${latex(label)}$")
+        right.set(xlabel="$c$ ($q_1 = q_2 = 1$)", title="2-D")
+        for ax in (left, right):
+            figures.legend_below(ax, ncols=1)
+        fig.suptitle(f"{act.name}: Gaussian expectations")
+        caption = text(f"{act.name}: the numpy evaluators of the table over ", q, " (left; dots: mpmath "
+                       "quadrature of the defining integral) and over ", c, " at ", sp.Eq(q1, 1), ", ",
+                       sp.Eq(q2, 1), " (right).")
+        return figures.save(fig, figdir, f"gaussian_{act.name.split('(')[0]}", caption)
 
 
-def _activation_block(act, figdir: Path) -> tuple[str, list[Check]]:
-    rows, checks, lines = [], [], []
+def _activation_block(act, figdir: Path) -> list:
+    """Heading, source, the table of expectations, their checks and the figure of one activation."""
+    rows, checks, cells = [], [], []
     for label, integrand, variables, parameters in _moments(act):
         expr = _derive(integrand, variables, parameters)
         how = "numerical quadrature" if isinstance(expr, GaussianExpectation) else "closed form"
-        lines.append(f"| ${label}$ | ${latex(expr)}$ | {how} |")
+        cells.append((text(label), text(expr), how))
         rows.append((label, expr, integrand, variables, parameters))
-        checks += _check_one(f"{act.name} {label}", expr, integrand, variables, parameters)
-    table = "\n".join(["| expectation | result | obtained by |", "|---|---|---|", *lines])
-    figure = _figure(act, rows, figdir)
+        checks += _check_one(text(f"{act.name} ", label), expr, integrand, variables, parameters)
+    blocks = [Heading(text(f"{act.name}: ", sp.Eq(phi(x), act.expr, evaluate=False))),
+              Paragraph(f"Source: {act.source}."),
+              Table(("expectation", "result", "obtained by"), tuple(cells))]
     if len(rows) == 2:
-        table += "\n\n$\\phi'$ is a Dirac delta: $\\mathbb{E}\\,\\phi'(u)^2 = \\infty$."
-    text = (f"### {act.name}: $\\phi(x) = {latex(act.expr)}$\n\nSource: {act.source}.\n\n"
-            f"{table}\n\n![{act.name}]({figure})\n")
-    return text, checks
+        blocks.append(Paragraph(text(dphi(x), " is a Dirac delta: ",
+                                     sp.Eq(E(dphi(u)**2), sp.oo, evaluate=False), ".")))
+    blocks += [Checks(tuple(checks)), _figure(act, rows, figdir)]
+    return blocks
 
 
-def section(figdir: Path) -> Section:
-    """The Gaussian-expectation table of all built-in activations."""
-    blocks, checks = [], []
-    for name in BUILTINS:
-        text, found = _activation_block(activation(name), figdir)
-        blocks.append(text)
-        checks += found
-    intro = ("Conventions: $u \\sim \\mathcal N(0, q)$; $(u, v)$ centred Gaussian with variances "
-             "$q_1, q_2$ and correlation $c$; $\\int \\mathcal{D}z$ is the standard Gaussian measure. "
-             f"Checks at $q = {POINT_1D[q]}$ and $(q_1, q_2, c) = ({POINT_2D[q1]}, {POINT_2D[q2]}, "
-             f"{POINT_2D[c]})$.\n\n")
-    return Section("Gaussian expectations of the built-in activations", intro + "\n".join(blocks),
-                   tuple(checks))
+def section(figdir: Path, activations=BUILTINS) -> Section:
+    """The Gaussian-expectation table of the built-in activations (or those named)."""
+    f = sp.Function("f")
+    density = sp.exp(-z**2 / 2) / sp.sqrt(2 * sp.pi)
+    measure = sp.Eq(GaussianExpectation(f(x), (x,), (q,)),
+                    sp.Integral(f(sp.sqrt(q) * z) * density, (z, -sp.oo, sp.oo)), evaluate=False)
+    intro = Paragraph(text(
+        "Conventions: ", u, " is Gaussian with mean 0 and variance ", q, "; ", sp.Tuple(u, v),
+        " are jointly Gaussian with mean 0, variances ", q1, ", ", q2, " and correlation ", c,
+        "; integrals are over the standard Gaussian measure, ", measure, ".  Checks at ",
+        sp.Eq(q, POINT_1D[q]), " and ",
+        sp.Eq(sp.Tuple(q1, q2, c), sp.Tuple(*POINT_2D.values()), evaluate=False), "."))
+    blocks = [intro]
+    for name in activations:
+        blocks += _activation_block(activation(name), figdir)
+    return Section("Gaussian expectations of the built-in activations", tuple(blocks))

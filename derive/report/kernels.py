@@ -18,12 +18,24 @@ import numpy as np
 import sympy as sp
 
 from derive.activations import activation
+from derive.gaussian import GaussianExpectation
 from derive.gaussian.moments import moments_of
 from derive.layers import Dense, Dropout, LayerNorm, Residual, repeat, serial
-from derive.printing import latex
-from derive.report import Check, Section
+from derive.report import (
+    Check,
+    Checks,
+    Code,
+    Equation,
+    Figure,
+    Heading,
+    Listing,
+    Paragraph,
+    Section,
+    figures,
+    text,
+)
 from derive.simulate import kernels as simulate
-from derive.symbols import alpha, c, q1, q2, rho, sigma_b2, sigma_w2
+from derive.symbols import alpha, c, l, q, q1, q2, rho, sigma_b2, sigma_w2, x
 
 EXAMPLES = {
     "ReLU network": serial("relu", Dense(sigma_w2, sigma_b2)),
@@ -91,12 +103,7 @@ def _tanh_check() -> Check:
     return Check("tanh NNGP (Mehler-Hermite), depth 4, vs per-entry 2-D trapezoid quadrature", error, 1e-11)
 
 
-def _simulation(X, figdir: Path) -> tuple[list[Check], str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _simulation(X, figdir: Path) -> tuple[list[Check], Figure]:
     net = residual_network()
     theory = net.kernels(X)
     emp = simulate(net, X, width=1000, seeds=range(10))
@@ -104,41 +111,48 @@ def _simulation(X, figdir: Path) -> tuple[list[Check], str]:
                     float(np.max(np.abs(emp.zscores(key, value)))), 6.0)
               for name, key, value in (("NNGP", "nngp", theory.nngp), ("NTK", "ntk", theory.ntk))]
     before_readout = np.diag(np.asarray(serial(*net.layers[:-1]).nngp(X)))
-    checks.append(Check("LayerNorm fixes q = 1: largest deviation of diag Σ from 1 before the read-out",
+    checks.append(Check(text("LayerNorm fixes ", sp.Eq(q, 1), ": largest deviation of diag ",
+                             sp.Symbol("Sigma"), " from 1 before the read-out"),
                         float(np.max(np.abs(before_readout - 1))), 1e-14))
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
-    for ax, key, gram in ((axes[0], "nngp", theory.nngp), (axes[1], "ntk", theory.ntk)):
-        th, mean, sem = np.asarray(gram).ravel(), emp.mean(key).ravel(), emp.sem(key).ravel()
-        diag = np.eye(len(X), dtype=bool).ravel()
-        for mask, label in ((diag, "x = x′ (same dropout mask)"), (~diag, "x ≠ x′")):
-            ax.errorbar(th[mask], mean[mask], yerr=2 * sem[mask], fmt="o", ms=4, label=label)
-        lo, hi = th.min(), th.max()
-        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
-        ax.set_xlabel(f"{key.upper()} (derive)")
-        ax.set_ylabel("finite networks (mean ± 2 s.e.)")
-        ax.set_title(key.upper())
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Residual tanh + dropout(0.8) + LayerNorm, 3 blocks", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(figdir / "kernels_residual_ntk.png", dpi=90)
-    plt.close(fig)
-    return checks, "figures/kernels_residual_ntk.png"
+    with figures.print_style():
+        fig, axes = figures.new(2, height=3.0)
+        for ax, key, gram in ((axes[0], "nngp", theory.nngp), (axes[1], "ntk", theory.ntk)):
+            th, mean, sem = np.asarray(gram).ravel(), emp.mean(key).ravel(), emp.sem(key).ravel()
+            diag = np.eye(len(X), dtype=bool).ravel()
+            for mask, label in ((diag, "$x = x'$ (same dropout mask)"), (~diag, r"$x \neq x'$")):
+                ax.errorbar(th[mask], mean[mask], yerr=2 * sem[mask], fmt="o", ms=4, label=label)
+            lo, hi = th.min(), th.max()
+            ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+            ax.set_xlabel(f"{key.upper()} (derive)")
+            ax.set_ylabel("finite networks (mean ± 2 s.e.)")
+            ax.set_title(key.upper())
+        figures.figure_legend(fig, loc="outside lower center", ncols=2)
+        fig.suptitle("Residual tanh + dropout(0.8) + LayerNorm, 3 blocks")
+        figure = figures.save(fig, figdir, "kernels_residual_ntk", text(
+            "NNGP and NTK of the residual network (3 blocks, keep probability 0.8) against 10 finite random "
+            "networks of width 1000: entries of the Gram matrices of 6 inputs, bars ± 2 standard errors."))
+    return checks, figure
 
 
 def section(figdir: Path) -> Section:
-    """The recursions of the examples (LaTeX) and their kernels against references and simulations."""
+    """The recursions of the examples and their kernels against references and simulations."""
     figdir = Path(figdir)
-    parts = ["Each architecture is one block of the network, mapping the state of two inputs at layer l "
-             "(variance q, correlation c, NTK entries Θ₁₁, Θ₁₂, backward factor χ) to layer l + 1; "
-             "named integrals are Gaussian expectations ∫Dz.  NTK parametrisation as neural-tangents' stax; "
-             "dropout is inverted with keep probability ρ, so the diagonal (one input, one mask) "
-             "is divided by ρ and the pairs are not."]
-    for title, block in EXAMPLES.items():
-        parts.append(f"**{title}**: `{block!r}`\n\n$$\n{latex(block.recursion())}\n$$")
     X = np.random.default_rng(7).standard_normal((6, 40))
-    checks = [_relu_check(X), _erf_check(), _tanh_check()]
+    relu, erf, tanh = _relu_check(X), _erf_check(), _tanh_check()
     sim_checks, figure = _simulation(X, figdir)
-    checks += sim_checks
-    parts.append(f"![NNGP and NTK of the residual network against finite random networks]({figure})")
-    return Section("Architectures: recursions, NNGP and NTK", "\n\n".join(parts), tuple(checks))
-
+    blocks = [Paragraph(text(
+        "Each architecture is one block of the network, mapping the state of two inputs at layer ", l,
+        " (variance ", q, ", correlation ", c, ", NTK entries ", sp.Symbol("Theta_11"), ", ",
+        sp.Symbol("Theta_12"), ", backward factor ", sp.Symbol("chi"), ") to layer ", l + 1,
+        "; named integrals are Gaussian expectations ", GaussianExpectation(sp.Function("f")(x), (x,), (q,)),
+        ".  NTK parametrisation as neural-tangents' stax; dropout is inverted with keep probability ", rho,
+        ", so the diagonal (one input, one mask) is divided by ", rho, " and the pairs are not.")),
+        Listing('from derive.layers import Dense, serial\nfrom derive.symbols import sigma_b2, sigma_w2\n\n'
+                'serial("relu", Dense(sigma_w2, sigma_b2)).recursion()')]
+    after = {"ReLU network": [Checks((relu,))], "erf network": [Checks((erf,))],
+             "residual tanh network with dropout and LayerNorm": [figure, Checks(tuple(sim_checks))]}
+    for title, block in EXAMPLES.items():
+        blocks += [Heading(title), Paragraph(text("The block ", Code(repr(block)), ":")),
+                   Equation(block.recursion()), *after[title]]
+    blocks += [Heading("tanh network: the numerical Gram"), Checks((tanh,))]
+    return Section("Architectures: recursions, NNGP and NTK", tuple(blocks))
