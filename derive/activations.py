@@ -29,7 +29,7 @@ from functools import cached_property
 import sympy as sp
 
 from derive.errors import DomainError, UnknownActivationError
-from derive.piecewise import derivative, is_smooth, kinks
+from derive.piecewise import check_defined, derivative, is_smooth, kinks
 from derive.symbols import x
 
 
@@ -63,6 +63,7 @@ class Activation:
             if free:
                 expr = expr.xreplace({free.pop(): x})
         expr = expr.xreplace({s: x for s in expr.free_symbols if s.name == "x" and s != x})
+        check_defined(expr)
         text = name or str(expr)
         return cls(expr=expr, name=text, latex_name=latex_name or sp.latex(expr), source=source)
 

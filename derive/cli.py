@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from derive.errors import DeriveError
+from derive.errors import DeriveError, UsageError
 
 
 def _cmd_report(args) -> int:
@@ -71,20 +71,43 @@ def _number(value, digits: int):
     return mp.nstr(value, digits)
 
 
-def _cmd_phase_diagram(args) -> int:
-    import matplotlib
-    import numpy as np
+#: the largest phase-diagram grid the command computes (n x n points)
+MAX_GRID = 2000
 
-    from derive.meanfield import MeanField
+
+def _figure_path(text: str) -> Path:
+    """The output file of a figure, checked before any work: a known format, an existing folder."""
+    import matplotlib
 
     matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    path = Path(text)
+    formats = Figure().canvas.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise UsageError(f"--out {text}: unknown figure format {path.suffix or '(none)'!r}; use one of "
+                          f"{', '.join('.' + f for f in sorted(formats))}")
+    if not path.parent.is_dir():
+        raise UsageError(f"--out {text}: the folder {path.parent} does not exist; create it first")
+    return path
+
+
+def _cmd_phase_diagram(args) -> int:
+    import numpy as np
+
+    from derive.meanfield import MeanField, Regime
+
+    if not 2 <= args.n <= MAX_GRID:
+        raise UsageError(f"--n {args.n}: the grid needs 2 to {MAX_GRID} points per axis")
+    out = _figure_path(args.out)
+    mf = MeanField(args.activation)
     w = np.linspace(*args.sigma_w2, args.n)
     b = np.linspace(*args.sigma_b2, args.n)
-    diagram = MeanField(args.activation).phase_diagram(w, b)
+    diagram = mf.phase_diagram(w, b, progress=lambda m: print(f"  {m} ...", file=sys.stderr, flush=True))
     fig = diagram.plot()
-    fig.savefig(args.out, dpi=120)
-    counts = {name: int(np.sum(diagram.regime == code)) for code, name in enumerate(
-        ("ordered", "chaotic", "critical", "q->inf", "q->0")) if np.any(diagram.regime == code)}
+    fig.savefig(out, dpi=120)
+    counts = {code.name.lower(): int(np.sum(diagram.regime == code)) for code in Regime
+              if np.any(diagram.regime == code)}
     print(f"phase diagram of {args.activation} on {args.n}x{args.n} points written to {args.out}")
     print(f"  regimes: {counts}; {diagram.method}")
     return 0

@@ -39,3 +39,7 @@ class NoFixedPointError(DeriveError, ArithmeticError):
 class ReportError(DeriveError):
     """The report cannot be built as asked (unknown section or format, an output folder that
     cannot be written, no LaTeX compiler for --pdf, a formula a writer cannot render)."""
+
+
+class UsageError(DeriveError, ValueError):
+    """A command-line argument is out of its range or names something that does not exist."""

@@ -261,3 +261,24 @@ def kinks(expr: sp.Expr, var: sp.Symbol) -> tuple:
 def is_smooth(expr: sp.Expr) -> bool:
     """True when `expr` contains no piecewise or distributional node."""
     return not expr.has(sp.Piecewise, *_NONSMOOTH)
+
+
+def check_defined(expr: sp.Expr) -> None:
+    """DomainError when a Piecewise in `expr` has no default branch: it is undefined (nan) where
+    none of its conditions holds, and no Gaussian expectation of it exists.
+
+    >>> import sympy as sp
+    >>> from derive.symbols import x
+    >>> check_defined(sp.Piecewise((x, x > 0), (0, True)))
+    >>> check_defined(sp.Piecewise((x, x > 0)))
+    Traceback (most recent call last):
+    ...
+    derive.errors.DomainError: Piecewise((x, x > 0)) is undefined where none of its conditions holds; ...
+    """
+    from derive.errors import DomainError
+
+    for node in expr.atoms(sp.Piecewise):
+        if node.args[-1].cond is not sp.true:
+            first = node.args[0]
+            raise DomainError(f"{node} is undefined where none of its conditions holds; add a default "
+                              f"branch, e.g. Piecewise(({first.expr}, {first.cond}), (0, True))")

@@ -31,10 +31,6 @@ class DeriveLatexPrinter(LatexPrinter):
             return LATEX_NAMES[expr]
         return super()._print_Symbol(expr, style=style)
 
-    def _print_GaussianExpectation(self, expr):
-        body = expr.integrand.xreplace(dict(zip(expr.variables, expr.standardised(), strict=True)))
-        measure = r"\mathcal{D}z" if len(expr.variables) == 1 else r"\mathcal{D}z_1\, \mathcal{D}z_2"
-        return rf"\int {measure}\, {self._print(body)}"
 
 
 def latex(obj, **settings) -> str:

@@ -36,32 +36,63 @@ import sympy as sp
 from derive.errors import NumericError
 from derive.parsing import as_expr
 
-#: correlation-like symbols, sampled in [-0.9, 0.9]
+#: correlation-like symbols, sampled in [-0.999, 0.999]
 _CORRELATIONS = {"c", "c_star", "c_1", "c_2"}
+#: the default ranges: positive symbols log-uniform over twelve decades, reals over ±1e3
+POSITIVE_RANGE, REAL_RANGE, CORRELATION_RANGE = (1e-6, 1e6), (-1e3, 1e3), (-0.999, 0.999)
 
 
 # --- points -------------------------------------------------------------------------------------
 
 
+def _range(s, domain: dict) -> tuple:
+    if s in domain:
+        return tuple(map(float, domain[s]))
+    if s.name in _CORRELATIONS:
+        return CORRELATION_RANGE
+    if s.is_positive or s.is_nonnegative:
+        return POSITIVE_RANGE
+    return REAL_RANGE
+
+
+def _draws(low: float, high: float, n: int, rng) -> list:
+    """n values in [low, high]: both ends first, the rest log-uniform where the range is positive
+    (every decade equally likely), else uniform in sign and magnitude (log-uniform in |x| from
+    1e-3 of the largest end)."""
+    ends = [low, high][:n]
+    rest = n - len(ends)
+    if low > 0:
+        inner = [math.exp(rng.uniform(math.log(low), math.log(high))) for _ in range(rest)]
+    else:
+        top = max(abs(low), abs(high))
+        magnitude = (math.log(top * 1e-3), math.log(top))
+        inner = [max(low, min(high, rng.choice((-1, 1)) * math.exp(rng.uniform(*magnitude))))
+                 for _ in range(rest)]
+    return ends + inner
+
+
 def random_points(args, n: int = 5, seed: int = 0, domain: dict | None = None) -> tuple:
-    """`n` points {symbol: exact Rational} in a sensible domain: each symbol's (low, high) from
-    `domain`, else correlations (c, c*) uniform in [-0.9, 0.9], positive or nonnegative symbols
-    log-uniform in [0.1, 10], other reals uniform in [-2, 2].  Rationals are exact, so every
-    evaluator sees the same point."""
+    """`n` points {symbol: exact Rational} over each symbol's whole domain: the range from
+    `domain`, else correlations (c, c*) in [-0.999, 0.999], positive or nonnegative symbols
+    log-uniform in [1e-6, 1e6] (both ends always included, so an error placed only at large or
+    small values is found), other reals in [-1e3, 1e3].  Rationals are exact, so every evaluator
+    sees the same point."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000:
+        raise NumericError(f"n_points = {n!r} must be an integer from 1 to 1000")
     rng = random.Random(seed)
     domain = {as_expr(k): v for k, v in (domain or {}).items()}
+    columns = {}
+    for s in args:
+        values = _draws(*_range(s, domain), n, rng)
+        rng.shuffle(values)
+        columns[s] = values
+    return tuple({s: sp.nsimplify(sp.Float(columns[s][i], 8), rational=True) for s in args} for i in range(n))
 
-    def draw(s):
-        if s in domain:
-            low, high = domain[s]
-            return rng.uniform(float(low), float(high))
-        if s.name in _CORRELATIONS:
-            return rng.uniform(-0.9, 0.9)
-        if s.is_positive or s.is_nonnegative:
-            return math.exp(rng.uniform(math.log(0.1), math.log(10)))
-        return rng.uniform(-2, 2)
 
-    return tuple({s: sp.Rational(round(draw(s), 6)) for s in args} for _ in range(n))
+def sampled_ranges(args, domain: dict | None = None) -> str:
+    """The ranges :func:`random_points` samples, in words (e.g. 'q in [1e-06, 1e+06]')."""
+    domain = {as_expr(k): v for k, v in (domain or {}).items()}
+    return ", ".join(f"{s} in [{_range(s, domain)[0]:g}, {_range(s, domain)[1]:g}]" for s in args)
 
 
 def _as_points(points, args) -> tuple:
@@ -204,6 +235,7 @@ def verify(expr, args, points=None, *, reference=None, dps: int = 50, quadrature
     """
     from derive.numeric import lambdify
 
+    _check_digits(dps, quadrature_dps)
     expr, args = as_expr(expr), tuple(as_expr(a) for a in args)
     points = random_points(args, n_points, seed, domain) if points is None else _as_points(points, args)
     if not points:
@@ -282,7 +314,18 @@ def _symbolically_zero(difference: sp.Expr) -> bool:
         return False
 
 
-def _hint(claimed_values, reference_values) -> str:
+def _exact_constant(value, digits: int):
+    """The simple number (rational, or rational × π) that `value` is to `digits`/2 digits, else None:
+    a hint never rounds a real discrepancy (1 + 1e-8) into a factor 1."""
+    k = sp.nsimplify(float(value), [sp.pi], tolerance=1e-12)
+    with mp.workdps(digits):
+        exact = mp.mpf(sp.Float(k, digits)._mpf_)
+        if abs(value - exact) <= mp.mpf(10) ** (-(digits // 2)) * max(1, abs(exact)):
+            return k
+    return None
+
+
+def _hint(claimed_values, reference_values, digits: int = 30) -> str:
     """A constant ratio (factor, sign) or a constant offset between claimed and reference."""
     for name, values in (("claimed", claimed_values), ("reference", reference_values)):
         if any(isinstance(v, mp.mpc) for v in values):
@@ -291,15 +334,26 @@ def _hint(claimed_values, reference_values) -> str:
     if len(pairs) >= 2:
         ratios = [a / b for a, b in pairs]
         if all(abs(r - ratios[0]) <= 1e-9 * abs(ratios[0]) for r in ratios) and ratios[0]:
-            k = sp.nsimplify(float(ratios[0]), [sp.pi], tolerance=1e-9)
+            k = _exact_constant(ratios[0], digits)
             if k == -1:
                 return "claimed = −reference at every point (a sign slip)"
-            return f"claimed = {k} × reference at every point (a factor {k})"
+            if k is not None:
+                return f"claimed = {k} × reference at every point (a factor {k})"
+            return (f"claimed / reference = {mp.nstr(ratios[0], 15)} at every point (close to, but not, "
+                    "a simple factor: a small constant error)")
     offsets = [a - b for a, b in zip(claimed_values, reference_values, strict=True)]
     if len(offsets) >= 2 and all(abs(d - offsets[0]) <= 1e-9 * max(1, abs(offsets[0])) for d in offsets):
-        offset = sp.nsimplify(float(offsets[0]), [sp.pi], tolerance=1e-9)
-        return f"claimed − reference = {offset} at every point (an additive constant)"
+        offset = _exact_constant(offsets[0], digits)
+        shown = offset if offset is not None else mp.nstr(offsets[0], 15)
+        return f"claimed − reference = {shown} at every point (an additive constant)"
     return ""
+
+
+def _check_digits(*values) -> None:
+    for value in values:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 1 <= value <= 1000):
+            raise NumericError(f"dps = {value!r} must be an integer from 1 to 1000 (digits of precision)")
 
 
 def check(claimed, reference, args, points=None, *, dps: int = 50, quadrature_dps: int | None = None,
@@ -313,6 +367,7 @@ def check(claimed, reference, args, points=None, *, dps: int = 50, quadrature_dp
     result names the point where they differ most and, when the ratio or the difference is the same
     at every point, says so (a factor 2, a sign slip, an additive constant).
     """
+    _check_digits(dps, quadrature_dps)
     claimed, reference = as_expr(claimed), as_expr(reference)
     args = tuple(as_expr(a) for a in args)
     free = (claimed.free_symbols | reference.free_symbols) - set(args)
@@ -332,6 +387,7 @@ def check(claimed, reference, args, points=None, *, dps: int = 50, quadrature_dp
     errors = [_relative(u, v) for u, v in zip(a, b, strict=True)]
     worst = max(range(len(points)), key=errors.__getitem__)
     equal = errors[worst] <= 10.0 ** (5 - digits)
-    method = f"numerical: {digits} digits at {len(points)} {'given' if given else 'random'} points"
+    where = "given" if given else f"random (both ends of each range included: {sampled_ranges(args, domain)})"
+    method = f"numerical: {digits} digits at {len(points)} {where} points"
     return CheckResult(claimed, reference, equal, method, points[worst], mp.nstr(a[worst], 15),
-                       mp.nstr(b[worst], 15), errors[worst], "" if equal else _hint(a, b))
+                       mp.nstr(b[worst], 15), errors[worst], "" if equal else _hint(a, b, digits))

@@ -18,7 +18,8 @@ E_ERF2 = GaussianExpectation(sp.erf(x) ** 2, (x,), (q,))
 def test_check_confirms_a_correct_hand_calculation_numerically_at_50_digits():
     result = derive.check(ERF_QMAP, E_ERF2, ["q"])
     assert result.equal and bool(result)
-    assert result.method == "numerical: 50 digits at 5 random points"
+    assert result.method.startswith("numerical: 50 digits at 5 random")
+    assert "q in [1e-06, 1e+06]" in result.method
     assert result.relative_difference <= 1e-45
     assert str(result).startswith("EQUAL (numerical")
 
@@ -91,6 +92,27 @@ def test_verify_an_expression_containing_an_unevaluated_expectation():
 def test_random_points_are_reproducible_and_in_their_domains():
     points = random_points([q, c, x], n=50, seed=3)
     assert points == random_points([q, c, x], n=50, seed=3)
-    assert all(0.1 <= p[q] <= 10 and -0.9 <= p[c] <= 0.9 and -2 <= p[x] <= 2 for p in points)
+    r = sp.Rational
+    assert all(r(1, 10**6) <= p[q] <= 10**6 and -r(999, 1000) <= p[c] <= r(999, 1000) and -1000 <= p[x] <= 1000
+               for p in points)
+    assert min(p[q] for p in points) == sp.Rational(1, 10**6) and max(p[q] for p in points) == 10**6
     assert all(isinstance(v, sp.Rational) for p in points for v in p.values())
     assert all(1 <= p[q] <= 2 for p in random_points([q], n=10, domain={"q": (1, 2)}))
+
+
+def test_check_samples_the_whole_domain_and_finds_an_error_placed_at_large_variance():
+    E = GaussianExpectation(sp.Max(0, x) ** 2, (x,), (q,))
+    result = derive.check("q/2 + Heaviside(q - 20)", E, ["q"])
+    assert not result.equal and result.worst_point[q] > 20
+
+
+def test_a_ratio_close_to_one_is_not_rounded_into_a_factor():
+    E = GaussianExpectation(sp.Max(0, x) ** 2, (x,), (q,))
+    result = derive.check("q/2*(1 + 1e-8)", E, ["q"], n_points=3)
+    assert not result.equal and "factor 1" not in result.hint and "1.00000001" in result.hint
+
+
+@pytest.mark.parametrize("bad", [0, -5, 100000, 2.5])
+def test_absurd_precision_is_refused(bad):
+    with pytest.raises(derive.DeriveError, match="dps"):
+        derive.check("q", "q", ["q"], dps=bad)

@@ -24,8 +24,9 @@ import math
 
 import sympy as sp
 
-from derive.errors import DomainError
+from derive.errors import DivergenceError, DomainError
 from derive.parsing import as_expr
+from derive.piecewise import check_defined
 
 _MAX_SYMPY_SECONDS = 2.0
 
@@ -104,6 +105,13 @@ class GaussianExpectation(sp.Expr):
     def _sympystr(self, printer) -> str:
         return printer._print(self.as_integral())
 
+    def _latex(self, printer) -> str:
+        """∫Dz f(√q z) (or ∫Dz₁Dz₂ f(u₁, u₂)), its parts through `printer`: sympy.latex, Jupyter's
+        display and derive.latex all print the same integral."""
+        body = self.integrand.xreplace(dict(zip(self.variables, self.standardised(), strict=True)))
+        measure = r"\mathcal{D}z" if len(self.variables) == 1 else r"\mathcal{D}z_1\, \mathcal{D}z_2"
+        return rf"\int {measure}\, {printer._print(body)}"
+
     def _eval_evalf(self, prec):
         from derive.gaussian.reference import mp_expectation
 
@@ -148,8 +156,10 @@ def expect(expr, x, q) -> sp.Expr:
 
     expr, x, q = as_expr(expr), as_expr(x), as_expr(q)
     _check_variance(q, "q")
+    check_defined(expr)
     if x not in expr.free_symbols:
         return expr
+    _refuse_superexponential(expr, x)
     result = closed_form_1d(expr, x, q)
     if result is None:
         result = _sympy_integrate_1d(expr, x, q)
@@ -161,6 +171,7 @@ def expect2(expr, x, y, q1, q2, c) -> sp.Expr:
     from derive.gaussian.closed_forms import closed_form_2d
 
     expr, x, y, q1, q2, c = map(as_expr, (expr, x, y, q1, q2, c))
+    check_defined(expr)
     _check_variance(q1, "q1")
     _check_variance(q2, "q2")
     _check_correlation(c)
@@ -170,6 +181,29 @@ def expect2(expr, x, y, q1, q2, c) -> sp.Expr:
         return expect(expr, y, q2)
     result = closed_form_2d(expr, x, y, q1, q2, c)
     return GaussianExpectation(expr, (x, y), (q1, q2, c)) if result is None else result
+
+
+def _superexponential(expr, x) -> bool:
+    """Whether expr contains e^{P(x)}, P a polynomial of degree > 2 with a positive leading
+    coefficient: that beats every Gaussian density."""
+    for node in expr.atoms(sp.exp):
+        u = node.args[0]
+        if u.is_polynomial(x) and not (u.free_symbols - {x}):
+            poly = sp.Poly(u, x)
+            if poly.degree() > 2 and poly.LC() > 0:
+                return True
+    return False
+
+
+def _refuse_superexponential(expr, x) -> None:
+    """DivergenceError for a product with a factor e^{P(x)} of degree > 2 and nothing that cuts the
+    tails off (steps, Piecewise): E[expr] is infinite for every q > 0 (a quick answer, instead of
+    integrators that exhaust their time limits)."""
+    for term in sp.Add.make_args(expr):
+        if _superexponential(term, x) and not term.has(sp.Heaviside, sp.Piecewise, sp.Max, sp.Min,
+                                                      sp.Abs, sp.sign, sp.erf, sp.erfc):
+            raise DivergenceError(f"E[{expr}] diverges: its factor e^(polynomial of degree > 2) grows faster "
+                                  "than any Gaussian density falls; no variance q > 0 makes it finite")
 
 
 def _hopeless_for_sympy(expr, x) -> bool:

@@ -81,7 +81,7 @@ def _tail(z, mass):
         last = np.sum(np.where(side > _L - _W, mass, 0.0), axis=-1)
         before = np.sum(np.where((side > _L - 2 * _W) & (side <= _L - _W), mass, 0.0), axis=-1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = out + np.where(last < before, last * last / np.where(before > 0, before, 1.0), last)
+            out = out + np.where(last < before, last * (last / np.where(before > 0, before, 1.0)), last)
     return out
 
 

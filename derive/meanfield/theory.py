@@ -382,9 +382,12 @@ class MeanField:
     def _q_star(self, sw, sb, q0, guess=None):
         """(q*, χ₁, χ_q, regime codes) at the points."""
         qs, flag = solve_q_star(self._F(sw, sb), q0, guess)
-        _, chi_q, chi1 = self._maps.q_map(np.maximum(qs, Q_FLOOR), self._parameters(sw, sb))
         finite = flag < 0
-        chi1, chi_q = np.where(finite, chi1, np.nan), np.where(finite, chi_q, np.nan)
+        chi1, chi_q = np.full(qs.size, np.nan), np.full(qs.size, np.nan)
+        if finite.any():
+            at = np.flatnonzero(finite)
+            params = self._parameters(sw, sb, at)
+            _, chi_q[at], chi1[at] = self._maps.q_map(np.maximum(qs[at], Q_FLOOR), params)
         regime = np.where(flag >= 0, flag, np.where(chi1 < 1, Regime.ORDERED,
                                                      np.where(chi1 > 1, Regime.CHAOTIC, Regime.CRITICAL)))
         if self.standard and np.any(flag == Regime.Q_ZERO):  # q → 0: marginal where χ₁(0⁺) = 1
