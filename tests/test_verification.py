@@ -93,7 +93,7 @@ def test_random_points_are_reproducible_and_in_their_domains():
     points = random_points([q, c, x], n=50, seed=3)
     assert points == random_points([q, c, x], n=50, seed=3)
     r = sp.Rational
-    assert all(r(1, 10**6) <= p[q] <= 10**6 and -r(999, 1000) <= p[c] <= r(999, 1000) and -1000 <= p[x] <= 1000
+    assert all(r(1, 10**6) <= p[q] <= 10**6 and abs(p[c]) <= r(999, 1000) and abs(p[x]) <= 1000
                for p in points)
     assert min(p[q] for p in points) == sp.Rational(1, 10**6) and max(p[q] for p in points) == 10**6
     assert all(isinstance(v, sp.Rational) for p in points for v in p.values())
