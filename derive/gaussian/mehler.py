@@ -289,24 +289,37 @@ def mp_projections(zs, ws, values, terms_: int, low=None) -> MpCoefficients:
 
 
 def _hermite_projections(zs, ws, values, terms_: int) -> tuple:
-    """([α_0 .. α_terms], E f²) from the weighted node values."""
+    """([α_0 .. α_terms], E f²) from the weighted node values: the recurrence runs over all nodes
+    at once on numpy arrays of Python integers (fixed point, `bits` fractional bits)."""
     bits = mp.mp.prec + 30
-    one = 1 << bits
     fixed = lambda v: int(mp.ldexp(v, bits))  # noqa: E731
-    roots = [fixed(mp.sqrt(k)) for k in range(terms_ + 2)]
-    inverse_roots = [0] + [fixed(1 / mp.sqrt(k)) for k in range(1, terms_ + 2)]
-    alpha = [0] * (terms_ + 1)
-    total = mp.mpf(0)
-    for z, w, value in zip(zs, ws, values, strict=True):
-        weighted, zi = fixed(w * value), fixed(z)
-        total += w * value * value
-        previous, current = 0, one
-        for k in range(terms_ + 1):
-            alpha[k] += weighted * current
-            step = (zi * current - roots[k] * previous) >> bits
-            previous, current = current, step * inverse_roots[k + 1] >> bits
+    z = np.array([fixed(v) for v in zs], dtype=object)
+    weighted = np.array([fixed(w * v) for w, v in zip(ws, values, strict=True)], dtype=object)
+    total = mp.fsum(w * v * v for w, v in zip(ws, values, strict=True))
+    previous = np.zeros(len(zs), dtype=object)
+    current = np.full(len(zs), 1 << bits, dtype=object)
+    alpha = []
+    for k in range(terms_ + 1):
+        alpha.append(int((weighted * current).sum()))
+        step = (z * current - fixed(mp.sqrt(k)) * previous) >> bits
+        previous, current = current, (step * fixed(1 / mp.sqrt(k + 1))) >> bits
     scale = mp.mpf(2) ** (-2 * bits)
     return [mp.mpf(v) * scale for v in alpha], total
+
+
+def mp_terms_needed(a: MpCoefficients, b: MpCoefficients, c, tol, cap: int) -> int:
+    """Terms for the tail bound |c|^{K+1} √(T_a T_b) <= tol, extrapolating the tails' geometric
+    decay over the second half of the terms at hand (capped; the cap where they do not decay)."""
+    K = min(len(a.tails), len(b.tails)) - 1
+    tail = lambda k: mp.sqrt(a.tails[k] * b.tails[k])  # noqa: E731
+    if K < 8 or tail(K) <= 0 or tail(K // 2) <= 0:
+        return cap
+    rate = mp.log(tail(K) / tail(K // 2)) / (K - K // 2)
+    slope = mp.log(abs(c)) + rate
+    if slope >= 0:
+        return cap
+    k = (mp.log(tol) - mp.log(tail(K)) + K * rate - mp.log(abs(c))) / slope
+    return int(min(cap, max(K + 16, 1.3 * float(k) + 16)))
 
 
 def mp_series(a: MpCoefficients, b: MpCoefficients, c, tol) -> tuple | None:

@@ -24,7 +24,7 @@ import mpmath as mp
 import sympy as sp
 
 from derive.errors import DivergenceError, DomainError, NumericError
-from derive.gaussian.mehler import MpCoefficients, mp_projections, mp_series, mp_terms_cap
+from derive.gaussian.mehler import MpCoefficients, mp_projections, mp_series, mp_terms_cap, mp_terms_needed
 from derive.piecewise import kinks
 
 _MP_MODULES = [{"Heaviside": lambda t, h0=0.5: mp.mpf(0) if t < 0 else (mp.mpf(1) if t > 0 else h0),
@@ -221,7 +221,7 @@ def _mehler(a_expr, b_expr, x, y, r1, r2, c):
             found = mp_series(alpha, beta, c, tolerance * scale)
             if found is not None or terms >= cap:
                 break
-            terms = min(cap, 4 * terms + 3)
+            terms = mp_terms_needed(alpha, beta, c, tolerance * scale, cap)
         if found is None:
             return None
         value, error = found

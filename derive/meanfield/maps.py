@@ -157,36 +157,37 @@ class JetAlgebra(Algebra):
 
 class MpAlgebra(Algebra):
     """Layer formulas on mpmath numbers; activations through the moments' mpmath path (the gap
-    as V − C at 20 guard digits beyond the working precision)."""
+    as V − C at 10 guard digits beyond the working precision).  ``backward=False`` skips the
+    backward factors (the root searches need the forward maps only)."""
 
     name = "mean-field mpmath"
 
-    def __init__(self, parameters: dict, dps: int):
-        self.parameters, self.dps = parameters, dps
+    def __init__(self, parameters: dict, dps: int, backward: bool = True):
+        self.parameters, self.dps, self.backward = parameters, dps, backward
 
     def const(self, value):
-        out = sp.sympify(value).xreplace({k: sp.Float(v, self.dps + 20) for k, v in self.parameters.items()})
-        out = out.evalf(self.dps + 20)
+        out = sp.sympify(value).xreplace({k: sp.Float(v, self.dps + 10) for k, v in self.parameters.items()})
+        out = out.evalf(self.dps + 10)
         if not out.is_number:
             raise DomainError(f"the block has the symbolic parameters {sorted(map(str, out.free_symbols))}; "
                               "give them numbers")
-        return mp.mpf(sp.Float(out, self.dps + 20)._mpf_)
+        return mp.mpf(sp.Float(out, self.dps + 10)._mpf_)
 
     def sqrt(self, value):
         return mp.sqrt(value)
 
     def activation(self, act, s: KernelState) -> KernelState:
         moments = moments_of(act)
-        digits = self.dps + 20
+        digits = self.dps + 10
         q = s.k11
         V = moments.V.mp(q, dps=digits)
-        D = moments.D.mp(q, dps=digits) if not moments.has_jump else mp.inf
+        D = moments.D.mp(q, dps=digits) if self.backward and not moments.has_jump else mp.nan
         if s.gap == 0:
             return KernelState(k11=V, k22=V, k12=V, gap=mp.mpf(0), chi11=s.chi11 * D, chi22=s.chi22 * D,
                                chi12=s.chi12 * D)
         c = max(min(1 - s.gap / q, mp.mpf(1)), mp.mpf(-1))
         C = moments.C.mp(q, q, c, dps=digits)
-        Cd = moments.Cd.mp(q, q, c, dps=digits) if not moments.has_jump else mp.inf
+        Cd = moments.Cd.mp(q, q, c, dps=digits) if self.backward and not moments.has_jump else mp.nan
         return KernelState(k11=V, k22=V, k12=C, gap=V - C, chi11=s.chi11 * D, chi22=s.chi22 * D,
                            chi12=s.chi12 * Cd)
 
@@ -231,14 +232,16 @@ class BlockMaps:
         return np.broadcast_to(ratio.v, q.shape), np.broadcast_to(ratio.d, q.shape), \
             np.broadcast_to(Jet.of(out.k11).v, q.shape)
 
-    def mp_q_map(self, q, parameters: dict, dps: int) -> tuple:
-        """(q′, χ₁) at one variance, at `dps` digits."""
+    def mp_q_map(self, q, parameters: dict, dps: int, backward: bool = True) -> tuple:
+        """(q′, χ₁) at one variance, at `dps` digits (χ₁ NaN with ``backward=False``)."""
         out = self.block.apply(KernelState(k11=q, k22=q, k12=q, gap=mp.mpf(0), chi11=mp.mpf(1),
-                                           chi22=mp.mpf(1), chi12=mp.mpf(1)), MpAlgebra(parameters, dps))
+                                           chi22=mp.mpf(1), chi12=mp.mpf(1)),
+                               MpAlgebra(parameters, dps, backward))
         return out.k11, out.chi11
 
-    def mp_s_map(self, q, s, parameters: dict, dps: int) -> tuple:
-        """(s′, χ_c backward cross factor, q′) at one (q, s), at `dps` digits."""
+    def mp_s_map(self, q, s, parameters: dict, dps: int, backward: bool = True) -> tuple:
+        """(s′, the backward cross factor, q′) at one (q, s), at `dps` digits."""
         out = self.block.apply(KernelState(k11=q, k22=q, k12=q * (1 - s), gap=q * s, chi11=mp.mpf(1),
-                                           chi22=mp.mpf(1), chi12=mp.mpf(1)), MpAlgebra(parameters, dps))
+                                           chi22=mp.mpf(1), chi12=mp.mpf(1)),
+                               MpAlgebra(parameters, dps, backward))
         return out.gap / out.k11, out.chi12, out.k11

@@ -446,10 +446,10 @@ class MeanField:
 
     @staticmethod
     def _mp_q(maps, params, guess, dps):
-        qv = mp_root(lambda t: maps.mp_q_map(t, params, dps)[0] - t, guess, dps)
+        qv = mp_root(_fixed(maps, params, dps), guess, dps)
         chi1 = maps.mp_q_map(qv, params, dps)[1]
         with mp.workdps(dps + 20):
-            chi_q = mp.diff(lambda t: maps.mp_q_map(t, params, dps + 10)[0], qv)
+            chi_q = mp.diff(lambda t: maps.mp_q_map(t, params, dps + 10, backward=False)[0], qv)
         return qv, chi1, chi_q
 
     def _mp_point(self, maps, params, fp, i, dps, with_c: bool = True):
@@ -459,7 +459,8 @@ class MeanField:
         if fp.c_star[i] == 0 and self.standard and is_odd(self.activation) and params[SIGMA_B2] == 0:
             sv = mp.mpf(1)
         else:
-            sv = mp_root(lambda t: maps.mp_s_map(qv, t, params, dps)[0] / t - 1, 1 - fp.c_star[i], dps)
+            sv = mp_root(lambda t: maps.mp_s_map(qv, t, params, dps, backward=False)[0] / t - 1,
+                         1 - fp.c_star[i], dps)
         _, cross, q_next = maps.mp_s_map(qv, sv, params, dps)
         return qv, 1 - sv, chi1, chi_q, cross * qv / q_next
 
@@ -494,7 +495,7 @@ class MeanField:
                         else (mp.mpf(1) if regime[i] == Regime.MARGINAL else mp.nan)
                 else:
                     params = {SIGMA_W2: _decimal(sw[i]), SIGMA_B2: _decimal(sb[i])}
-                    qv = mp_root(lambda t, p=params: self._maps.mp_q_map(t, p, dps)[0] - t, qs[i], dps)
+                    qv = mp_root(_fixed(self._maps, params, dps), qs[i], dps)
                     value = qv if name == "q_star" else self._maps.mp_q_map(qv, params, dps)[1]
             with mp.workdps(dps):
                 values[i] = +value
@@ -722,6 +723,14 @@ class MeanField:
         critical = self.critical_point(b)
         return PhaseDiagram(self.name, w, b, fp.q_star, fp.chi1, fp.c_star, xi(fp.chi_c),
                             fp.regime, critical.sigma_w2, fp.method)
+
+
+def _fixed(maps, params: dict, dps: int):
+    """t ↦ q-map(t) − t at `dps` digits (one argument: mpmath's findroot reads the arity)."""
+    def residual(t):
+        return maps.mp_q_map(t, params, dps)[0] - t
+
+    return residual
 
 
 def _substituted(block, values: dict):
