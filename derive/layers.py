@@ -123,12 +123,18 @@ class Layer:
         return kernels(self, X, tol=tol, ntk=ntk, trace=trace)
 
     def nngp(self, X, *, tol: float = 1e-12):
-        """The NNGP Gram matrix of the rows of X, as a :class:`derive.ntk.Gram`."""
-        return self.kernels(X, tol=tol, ntk=False).nngp
+        """The NNGP Gram matrix of the rows of X, as a :class:`derive.ntk.Gram` (computed with the
+        NTK where that exists, and kept: ``ntk(X)`` afterwards costs nothing)."""
+        from derive.ntk import remembered_kernels
+
+        return remembered_kernels(self, X, tol).nngp
 
     def ntk(self, X, *, tol: float = 1e-12):
         """The NTK Gram matrix of the rows of X, as a :class:`derive.ntk.Gram`."""
-        return self.kernels(X, tol=tol).ntk
+        from derive.ntk import remembered_kernels
+
+        out = remembered_kernels(self, X, tol)
+        return out.ntk if out.ntk is not None else self.kernels(X, tol=tol).ntk  # raises why
 
     def kernels_mp(self, x1, x2, dps: int = 30, *, ntk: bool = True):
         """NNGP and NTK of two inputs at `dps` digits (:func:`derive.ntk.kernels_mp`)."""

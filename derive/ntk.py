@@ -225,6 +225,27 @@ def kernels(net, X, *, tol: float = 1e-12, ntk: bool = True, trace: bool = False
     return Kernels(*grams, chi, steps)
 
 
+def remembered_kernels(net, X, tol: float) -> Kernels:
+    """kernels(net, X) with the NTK where it is defined (the NNGP alone otherwise), remembered for
+    the last few (net, X, tol): nngp(X) then ntk(X) runs the recursion once."""
+    X = _inputs(X)
+    key = (net, X.shape, X.tobytes(), tol)
+    if key not in _REMEMBERED:
+        from derive.errors import DivergenceError
+
+        try:
+            found = kernels(net, X, tol=tol)
+        except DivergenceError:
+            found = kernels(net, X, tol=tol, ntk=False)
+        _REMEMBERED[key] = found
+        while len(_REMEMBERED) > 4:
+            _REMEMBERED.pop(next(iter(_REMEMBERED)))
+    return _REMEMBERED[key]
+
+
+_REMEMBERED: dict = {}
+
+
 def _assemble(off: np.ndarray, diag: np.ndarray, n: int) -> np.ndarray:
     """The Gram: off-diagonal entries from the pair map, the diagonal from the single-input map."""
     out = np.array(np.broadcast_to(off, (n, n)), dtype=float)

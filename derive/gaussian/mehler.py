@@ -135,9 +135,11 @@ class Coefficients:
         return terms(c_max, _tail_profile(self, other), tol)
 
     def series(self, other: Coefficients, ia, ib, c, tol: float) -> tuple:
-        """(values, error bounds, failed) of Σ_k c^k α_k[ia] β_k[ib] on broadcasting index arrays
-        ia, ib into the two coefficient sets and correlations c; bounds are absolute, and `failed`
-        marks entries whose truncation bound exceeds tol·√(total_a total_b) within K_MAX terms."""
+        """(values, error bounds, failed, relative bound or None) of Σ_k c^k α_k[ia] β_k[ib] on
+        broadcasting index arrays ia, ib into the two coefficient sets and correlations c; bounds
+        are absolute, `failed` marks entries whose truncation bound exceeds tol·√(total_a total_b)
+        within K_MAX terms, and the relative bound (to √(total_a total_b)) holds for every entry
+        when it is not None."""
         return _series(self, other, ia, ib, c, tol)
 
 
@@ -181,13 +183,16 @@ def _tail_profile(a: Coefficients, b: Coefficients) -> np.ndarray:
 
 def _series(a: Coefficients, b: Coefficients, ia, ib, c, tol: float) -> tuple:
     """Two tiers of terms: K for the bulk of the entries (|c| up to its 99th percentile), a larger
-    K on the few above it; every entry is bounded with the tails of its own variances."""
+    K on the few above it.  When the worst case over the variances meets the tolerance, one
+    relative bound serves every entry; otherwise each entry is bounded with the tails of its
+    own variances.  Returns (values, absolute bounds, failed entries, relative bound or None)."""
     shape = np.broadcast_shapes(np.shape(ia), np.shape(ib), np.shape(c))
     c = np.broadcast_to(c, shape)
     c_abs = np.abs(c)
     profile = _tail_profile(a, b)
     c_max = float(c_abs.max(initial=0.0))
-    c_bulk = float(np.quantile(c_abs, 0.99)) if c_abs.size > 10_000 else c_max
+    sample = c_abs.ravel()[:: max(1, c_abs.size // 20_000)]
+    c_bulk = float(np.quantile(sample, 0.99)) if c_abs.size > 10_000 else c_max
     K_bulk, K_top = terms(c_bulk, profile, tol), terms(c_max, profile, tol)
     if K_top - K_bulk < 16:
         K_bulk, c_bulk = K_top, c_max
@@ -197,17 +202,24 @@ def _series(a: Coefficients, b: Coefficients, ia, ib, c, tol: float) -> tuple:
         at = lambda v: np.broadcast_to(v, shape)[top]  # noqa: E731
         result[top] = _horner(a.alpha[:, :K_top + 1], b.alpha[:, :K_top + 1], at(ia), at(ib), c[top])
     root_a, root_b = np.sqrt(np.maximum(a.total, 0)), np.sqrt(np.maximum(b.total, 0))
+    l1_a, l1_b = np.sum(np.abs(a.alpha), axis=1), np.sum(np.abs(b.alpha), axis=1)
+    # coefficient errors: Σ_k |c|^k (|δα_k||β_k| + |α_k||δβ_k|) <= ε (√T_a ‖β‖₁ + √T_b ‖α‖₁)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        coefficient = (a.error * np.max(np.where(root_b > 0, l1_b / root_b, 0.0))
+                       + b.error * np.max(np.where(root_a > 0, l1_a / root_a, 0.0)))
+    worst = max(profile[K_bulk] * c_bulk ** (K_bulk + 1), profile[K_top] * c_max ** (K_top + 1))
     scale = root_a[ia] * root_b[ib]
+    if worst <= tol:
+        relative = worst + float(coefficient)
+        return result, np.broadcast_to(relative * scale, shape), np.zeros(shape, bool), relative
     bound = np.empty(shape)
     bound[...] = c_abs ** (K_bulk + 1) * np.sqrt(a.tails(K_bulk)[ia] * b.tails(K_bulk)[ib]) * scale
     if top.any():
         tails = np.sqrt(a.tails(K_top)[ia] * b.tails(K_top)[ib]) * scale
         bound[top] = c_abs[top] ** (K_top + 1) * np.broadcast_to(tails, shape)[top]
     failed = bound > tol * np.broadcast_to(scale, shape)
-    # coefficient errors: Σ_k |c|^k (|δα_k||β_k| + |α_k||δβ_k|) <= ε (√T_a ‖β‖₁ + √T_b ‖α‖₁)
-    l1_a, l1_b = np.sum(np.abs(a.alpha), axis=1), np.sum(np.abs(b.alpha), axis=1)
     bound += a.error * root_a[ia] * l1_b[ib] + b.error * root_b[ib] * l1_a[ia]
-    return result, bound, failed
+    return result, bound, failed, None
 
 
 def _horner(alpha: np.ndarray, beta: np.ndarray, ia, ib, c, rows: int = 32) -> np.ndarray:

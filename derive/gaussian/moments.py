@@ -75,14 +75,20 @@ class Method(Enum):
 
 @dataclass(frozen=True, eq=False)
 class Evaluation:
-    """Float64 values of a moment, an absolute error bound per element, and the methods used."""
+    """Float64 values of a moment, an absolute error bound per element, and the methods used;
+    `relative`, when known, bounds every element's error relative to the moment's natural scale
+    (|value| in 1-D, √(E f(u)² E g(v)²) for a product in 2-D), sparing callers the division (the
+    absolute bounds may then be left out: ``error=None``)."""
 
     value: np.ndarray
     error: np.ndarray
     methods: frozenset
+    relative: float | None = None
 
     def relative_to(self, scale) -> float:
         """The largest error bound relative to `scale` (an array broadcasting with the values)."""
+        if self.relative is not None:
+            return self.relative
         scale = np.broadcast_to(np.asarray(scale, dtype=float), np.shape(self.error))
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(scale > 0, self.error / scale, np.where(self.error > 0, np.inf, 0.0))
@@ -308,18 +314,20 @@ class Moment2D(_Moment):
         methods = set()
         value, error = np.empty(shape), np.empty(shape)
         todo = np.ones(shape, bool)
+        relative = None
         if self.method is Method.CLOSED_FORM:
             value[...], error[...], finite = self._closed_values((qa, qb, cv, *params), shape)
             todo = ~finite
             methods.add(Method.CLOSED_FORM)
         elif self.method is Method.MEHLER and np.all(qa > 0) and np.all(qb > 0):
-            value[...], error[...], todo = self._mehler(qa, qb, cv, shape, tol)
+            value[...], error[...], todo, relative = self._mehler(qa, qb, cv, shape, tol)
             methods.add(Method.MEHLER)
         if todo.any():
+            relative = None
             methods.add(Method.QUADRATURE)
             at = lambda a: np.broadcast_to(a, shape)[todo]  # noqa: E731
             value[todo], error[todo] = self._quadrature(at(qa), at(qb), at(cv), [at(p) for p in params], tol)
-        return Evaluation(value, error, frozenset(methods))
+        return Evaluation(value, error, frozenset(methods), relative)
 
     def _mehler(self, qa, qb, cv, shape, tol):
         fa, fb = self._factor_functions
@@ -334,14 +342,15 @@ class Moment2D(_Moment):
         needed = probe_a.terms_for(probe_b, c_max, tol / 2) + 8
         a = coefficients(fa, qs, needed)
         b = a if same else coefficients(fb, qs, needed)
-        value, error, failed = a.series(b, ia, ib, cv, tol / 2)
+        value, error, failed, relative = a.series(b, ia, ib, cv, tol / 2)
         if same:  # E a(u)² at c = 1 and equal variances is the total itself
             full = lambda a: np.broadcast_to(a, shape)  # noqa: E731
             exact = (full(cv) == 1.0) & (full(ia) == full(ib))
             value[exact] = full(a.total[ia])[exact]
-            error[exact] = 4e-16 * value[exact]  # the rounding of the quadrature sum E a²
+            if relative is None:
+                error[exact] = 4e-16 * value[exact]  # the rounding of the quadrature sum E a²
             failed &= ~exact
-        return value, error, failed
+        return value, error, failed, relative
 
 
 @lru_cache(maxsize=4096)
@@ -457,18 +466,21 @@ class ActivationMoments:
         totals = [m.evaluate(qs, tol=tol / 10) for m in ones]
         methods = set().union(*(t.methods for t in totals))
         joint = self._closed_pair if derivative else None
-        if joint is not None:
-            values = [np.array(v) for v in joint(qa, qb, cv)]
-            pairs = [Evaluation(v, CLOSED_FORM_ROUNDING * 16 * np.abs(v), frozenset({Method.CLOSED_FORM}))
-                     for v in values]
+        if joint is not None:  # |C| <= √(V V) (Cauchy–Schwarz): the rounding bound is relative
+            rounding = CLOSED_FORM_ROUNDING * 16
+            closed = frozenset({Method.CLOSED_FORM})
+            pairs = [Evaluation(v, None, closed, rounding) for v in joint(qa, qb, cv)]
             if not all(np.all(np.isfinite(p.value)) for p in pairs):
                 pairs = [m.evaluate(qa, qb, cv, tol=tol) for m in (self.C, self.Cd)]
         else:
             pairs = [m.evaluate(qa, qb, cv, tol=tol) for m in ([self.C, self.Cd] if derivative else [self.C])]
         out, error = [], 0.0
         for total, pair in zip(totals, pairs, strict=True):
-            scale = np.sqrt(np.maximum(total.value[ia] * total.value[ib], 0.0))
-            error = max(error, pair.relative_to(scale))
+            if pair.relative is not None:
+                error = max(error, pair.relative)
+            else:
+                scale = np.sqrt(np.maximum(total.value[ia] * total.value[ib], 0.0))
+                error = max(error, pair.relative_to(scale))
             methods |= pair.methods
             out.append((total.value[ia], total.value[ib], pair.value))
         return out[0], (out[1] if derivative else None), error, frozenset(methods)
