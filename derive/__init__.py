@@ -1,6 +1,32 @@
 """derive: a symbolic-numeric derivation assistant for the mean-field and
 random-matrix theory of wide random deep networks.
 
+The package is the pipeline activation → symbolic derivation → numeric evaluation →
+verification; the module map, one line each (a new closed-form rule goes in
+``gaussian/rules``, a new layer in ``layers``, a new theory in a module of its own that
+reads the layer algebra's trace):
+
+* foundation: ``errors`` (DeriveError and its kinds), ``symbols`` (the canonical symbols),
+  ``parsing`` (user text through an AST whitelist), ``printing`` (LaTeX and text printers),
+  ``piecewise`` (kinks, Heaviside normal form, derivatives of distributions);
+* ``activations`` — immutable Activation objects, the built-ins;
+* ``gaussian/`` — the engine, every Gaussian moment in one place: ``expectation`` (expect,
+  expect2, GaussianExpectation), ``terms``/``rules``/``closed_forms`` (the closed-form rule
+  engine), ``moments`` (the moment objects: one method picker, float64 with error bounds,
+  any precision), ``mehler`` (the Mehler expansion), ``quadrature`` (float64 panels),
+  ``reference`` (the mpmath reference), ``tables`` (Chebyshev tables), ``equal_variances``
+  (the tables mean-field solvers read), ``compiled`` (SymPy to numpy);
+* ``numeric`` — lambdify: any expression, unevaluated expectations included, to numpy;
+* ``kernel_state`` — the state the layer algebra maps, its algebras, the per-layer trace;
+* ``layers`` — the architecture algebra: Dense, activations, Dropout, LayerNorm, Residual,
+  serial, repeat;
+* theories: ``ntk`` (NNGP and NTK Grams, float64 and mpmath), ``recursion`` (the layer-to-
+  layer equations as a paper writes them), ``meanfield/`` (maps, fixed points, χ₁, depth
+  scales, critical line and phase diagram of any block);
+* ``simulate`` — the one simulator of finite random networks, the ground truth of the tests;
+* ``verification`` (verify, check), ``cli``, ``report/`` (one section per theory, one
+  document model, HTML/Markdown/notebook/LaTeX writers).
+
 The public names below are imported lazily (PEP 562), so ``import derive``
 stays fast; each lives in the module of its concept.
 
