@@ -46,6 +46,9 @@ def test_tanh_fixed_point_is_stationary_in_simulated_networks(sw, sb):
     powers = fp.chi1 ** np.arange(depth - 1, -1, -1)
     assert sim.deviation("delta_sq", powers, slice(0, -1)) < K
     assert sim.deviation("weight_grad_sq", powers, slice(1, -1)) < K
+    # negative control: the same check refuses a χ₁ off by 5 % (a factor 2 over the 15 layers)
+    wrong = (1.05 * fp.chi1) ** np.arange(depth - 1, -1, -1)
+    assert sim.deviation("delta_sq", wrong, slice(0, -1)) > K
 
 
 @pytest.mark.parametrize("sw,sb", [(2.5, 0.05), (1.5, 0.05)], ids=["chaotic", "ordered"])
