@@ -102,3 +102,23 @@ def test_swish_variance_explodes_where_flagged():
     ratio = sim.q / path.q
     z = np.abs(ratio.mean(0) - 1) / (ratio.std(0, ddof=1) / np.sqrt(ratio.shape[0]))
     assert np.all(z < K)
+
+
+def test_a_residual_layernorm_block_reaches_its_own_fixed_point_and_gradient_factor():
+    """MeanField(block) of serial(Residual(serial(tanh, Dense), 0.7), LayerNorm()): q* = 1, and the
+    c* and χ₁ of the block's own maps are what finite networks of such blocks show."""
+    from derive.layers import Dense, LayerNorm, Residual, repeat, serial
+    from derive.symbols import sigma_b2, sigma_w2
+
+    block = serial(Residual(serial("tanh", Dense(sigma_w2, sigma_b2)), 0.7), LayerNorm())
+    sw, sb, depth = 3.0, 0.05, 10
+    fp = MeanField(block).fixed_point(sw, sb)
+    assert fp.q_star == 1.0 and fp.regime == Regime.CHAOTIC
+    numbers = serial(Residual(serial("tanh", Dense(sw, sb)), 0.7), LayerNorm())
+    net = serial(Dense(1.0, 0.0), LayerNorm(), repeat(numbers, depth))
+    sim = propagation(net, [WIDTH] * (depth + 2), c_in=fp.c_star, record=LayerNorm)
+    assert sim.deviation("c", fp.c_star) < K
+    # the Dense of block l reaches the last block's after depth − l blocks (entry 0: the input layer)
+    blocks_to_go = depth - np.arange(depth + 1)
+    assert sim.deviation("delta_sq", fp.chi1**blocks_to_go, slice(1, -1)) < K
+    assert sim.deviation("delta_sq", (1.05 * fp.chi1) ** blocks_to_go, slice(1, -1)) > K
