@@ -154,6 +154,14 @@ class EqualVariances:
         return out
 
     @single_threaded_blas
+    def variance_map(self, qv) -> np.ndarray:
+        """V(q) alone (no slopes)."""
+        qv = np.asarray(qv, dtype=float).ravel()
+        if not self.tabulated:
+            return self._one[0](qv)
+        return self._table1(np.log(qv))[0]
+
+    @single_threaded_blas
     def cd(self, qv, cv) -> np.ndarray:
         """C_d(q, c) = E φ′(u)φ′(v)."""
         qv, cv = np.broadcast_arrays(np.asarray(qv, float).ravel(), np.asarray(cv, float).ravel())

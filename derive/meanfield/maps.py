@@ -43,22 +43,24 @@ Q_FLOOR = 1e-300
 
 
 class Jet:
-    """A value and its derivative along one direction (numpy arrays), closed under + − × ÷ √."""
+    """A value and its derivative along one direction (numpy arrays, or the scalar 0 for a
+    constant), closed under + − × ÷ √ with Jets and plain numbers or arrays."""
 
     __slots__ = ("v", "d")
     __array_ufunc__ = None  # numpy defers to the reflected operators below
 
     def __init__(self, value, derivative=0.0):
         self.v = np.asarray(value, dtype=float)
-        self.d = np.broadcast_to(np.asarray(derivative, dtype=float), self.v.shape)
+        self.d = derivative
 
     @staticmethod
     def of(other) -> Jet:
         return other if isinstance(other, Jet) else Jet(other, 0.0)
 
     def __add__(self, other):
-        other = Jet.of(other)
-        return Jet(self.v + other.v, self.d + other.d)
+        if isinstance(other, Jet):
+            return Jet(self.v + other.v, self.d + other.d)
+        return Jet(self.v + other, self.d)
 
     __radd__ = __add__
 
@@ -66,23 +68,27 @@ class Jet:
         return Jet(-self.v, -self.d)
 
     def __sub__(self, other):
-        return self + (-Jet.of(other))
+        if isinstance(other, Jet):
+            return Jet(self.v - other.v, self.d - other.d)
+        return Jet(self.v - other, self.d)
 
     def __rsub__(self, other):
-        return Jet.of(other) - self
+        return Jet(other - self.v, -self.d)
 
     def __mul__(self, other):
-        other = Jet.of(other)
         with np.errstate(invalid="ignore", over="ignore"):  # inf·0 at q → ∞ is the caller's to judge
-            return Jet(self.v * other.v, self.d * other.v + self.v * other.d)
+            if isinstance(other, Jet):
+                return Jet(self.v * other.v, self.d * other.v + self.v * other.d)
+            return Jet(self.v * other, self.d * other)
 
     __rmul__ = __mul__
 
     def __truediv__(self, other):
-        other = Jet.of(other)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = self.v / other.v
-            return Jet(value, (self.d - value * other.d) / other.v)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if isinstance(other, Jet):
+                value = self.v / other.v
+                return Jet(value, (self.d - value * other.d) / other.v)
+            return Jet(self.v / other, self.d / other)
 
     def __rtruediv__(self, other):
         return Jet.of(other) / self
@@ -98,6 +104,10 @@ class Jet:
         with np.errstate(divide="ignore", invalid="ignore"):
             return Jet(root, np.where(root > 0, self.d / (2 * root), 0.0))
 
+    def derivative(self, shape) -> np.ndarray:
+        """The derivative as an array of `shape`."""
+        return np.broadcast_to(np.asarray(self.d, dtype=float), shape)
+
 
 class _Parameters:
     """The block's symbolic parameters evaluated on arrays: ``const(expr)`` for each layer."""
@@ -107,7 +117,8 @@ class _Parameters:
         self._cache: dict = {}
 
     def __call__(self, expr: sp.Expr):
-        expr = sp.sympify(expr)
+        if expr in self.values:
+            return self.values[expr]
         if expr.is_number:
             return float(expr)
         missing = expr.free_symbols - set(self.values)
@@ -138,21 +149,20 @@ class JetAlgebra(Algebra):
         ev = equal_variances(act)
         q = Jet.of(s.k11)
         qv = np.maximum(q.v, Q_FLOOR)
-        V, Vq, D, Dq = ev.one(qv)
-        k11 = Jet(V, Vq * q.d)
         if self.direction == "q":
-            chi = Jet(D, Dq * q.d)
-            zero = Jet(np.zeros_like(V))
-            return KernelState(k11=k11, k22=k11, k12=k11, gap=zero, t11=zero, t22=zero, t12=zero,
-                               chi11=s.chi11 * chi, chi22=s.chi22 * chi, chi12=s.chi12 * chi)
-        ratio = Jet.of(s.gap) / qv  # 1 − c, exact: q does not move along s
+            V, Vq, D, Dq = ev.one(qv)
+            k11 = Jet(V, Vq * q.d)
+            # along q the maps need k11 (= k22) and chi11 only: the other entries are not kept
+            return KernelState(k11=k11, k22=k11, k12=0.0, gap=0.0, t11=0.0, t22=0.0, t12=0.0,
+                               chi11=s.chi11 * Jet(D, Dq * q.d), chi22=0.0, chi12=0.0)
+        k11 = ev.variance_map(qv)  # V(q): q does not move along s
+        ratio = Jet.of(s.gap) / qv  # 1 − c, exact
         c = np.clip(1 - ratio.v, -1.0, 1.0)
         G, Gc = ev.g(qv, c, derivative=True)
         gap = ratio * Jet(G, -Gc * ratio.d)
-        unknown = Jet(ev.cd(qv, c), np.nan)  # the backward factors' slopes along s are not needed
-        zero = Jet(np.zeros_like(V))
-        return KernelState(k11=k11, k22=k11, k12=k11 - gap, gap=gap, t11=zero, t22=zero, t12=zero,
-                           chi11=s.chi11 * D, chi22=s.chi22 * D, chi12=s.chi12 * unknown)
+        # along s the maps need the forward entries only: t and the cross backward factor are not kept
+        return KernelState(k11=k11, k22=k11, k12=k11 - gap, gap=gap, t11=0.0, t22=0.0, t12=0.0,
+                           chi11=np.nan, chi22=np.nan, chi12=np.nan)
 
 
 class MpAlgebra(Algebra):
@@ -209,27 +219,26 @@ class BlockMaps:
         return self.block.apply(state, JetAlgebra(parameters, direction))
 
     def q_map(self, q, parameters: dict) -> tuple:
-        """(q′, χ_q = dq′/dq, χ₁ = the backward factor) at the variances q (arrays)."""
+        """(q′, χ_q = dq′/dq, χ₁ = the backward factor) at the variances q (arrays); the entries a
+        single input does not need (k12, t, chi22, chi12) are carried as the number 0."""
         q = np.asarray(q, dtype=float)
-        one = Jet(np.ones_like(q))
-        start = Jet(q, np.ones_like(q))
-        zero = Jet(np.zeros_like(q))
-        out = self._run(KernelState(k11=start, k22=start, k12=start, gap=zero, chi11=one, chi22=one,
-                                    chi12=one), parameters, "q")
+        start = Jet(q, 1.0)
+        out = self._run(KernelState(k11=start, k22=start, k12=0.0, gap=0.0, chi11=Jet(1.0), chi22=0.0,
+                                    chi12=0.0), parameters, "q")
         shape = q.shape
-        return (np.broadcast_to(Jet.of(out.k11).v, shape), np.broadcast_to(Jet.of(out.k11).d, shape),
+        return (np.broadcast_to(Jet.of(out.k11).v, shape), Jet.of(out.k11).derivative(shape),
                 np.broadcast_to(Jet.of(out.chi11).v, shape))
 
     def s_map(self, q, s, parameters: dict) -> tuple:
-        """(s′ = 1 − c′, χ_c = ds′/ds = ∂c′/∂c, q′) for two inputs of variance q and s = 1 − c."""
+        """(s′ = 1 − c′, χ_c = ds′/ds = ∂c′/∂c, q′) for two inputs of variance q and s = 1 − c
+        (the backward factors are not computed along s)."""
         q, s = np.broadcast_arrays(np.asarray(q, dtype=float), np.asarray(s, dtype=float))
         variance = Jet(q, 0.0)
         gap = Jet(s * q, q)
-        one = Jet(np.ones_like(q))
-        out = self._run(KernelState(k11=variance, k22=variance, k12=variance - gap, gap=gap, chi11=one,
-                                    chi22=one, chi12=one), parameters, "s")
+        out = self._run(KernelState(k11=variance, k22=variance, k12=variance - gap, gap=gap, chi11=np.nan,
+                                    chi22=np.nan, chi12=np.nan), parameters, "s")
         ratio = Jet.of(out.gap) / Jet.of(out.k11)
-        return np.broadcast_to(ratio.v, q.shape), np.broadcast_to(ratio.d, q.shape), \
+        return np.broadcast_to(ratio.v, q.shape), ratio.derivative(q.shape), \
             np.broadcast_to(Jet.of(out.k11).v, q.shape)
 
     def mp_q_map(self, q, parameters: dict, dps: int, backward: bool = True) -> tuple:
