@@ -29,6 +29,8 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from derive.errors import DeriveError, NumericError
+from derive.gaussian.special import NUMPY_FUNCTIONS
+from derive.gaussian.stable import stable_form
 from derive.parsing import as_expr
 
 #: from this many variances on, a 1-D expectation is evaluated through a checked interpolant
@@ -59,7 +61,8 @@ class _Printer(NumPyPrinter):
         return self._call("_gamma", expr)
 
 
-_NAMESPACE = {"_erf": _erf, "_erfc": _erfc, "_lgamma": _lgamma, "_gamma": _gamma, "functools": functools}
+_NAMESPACE = {"_erf": _erf, "_erfc": _erfc, "_lgamma": _lgamma, "_gamma": _gamma, "functools": functools,
+              **NUMPY_FUNCTIONS}
 _MODULES = [_NAMESPACE, "numpy"]
 
 
@@ -119,7 +122,8 @@ def lambdify(expr, args, *, nonfinite: str = "raise", rtol: float = 1e-13,
     whose integrand has no such parameters, evaluated at >= TABULATE_FROM variances at once, goes
     through a piecewise Chebyshev interpolant in log q whose error is checked against the quadrature
     at points between the nodes (``tabulate=False`` always integrates, ``True`` always
-    interpolates).  Non-finite results: see :class:`NumericFunction`.
+    interpolates).  The expression and each integrand are first put in their float64-stable form
+    (:func:`derive.gaussian.stable.stable_form`).  Non-finite results: see :class:`NumericFunction`.
     """
     if nonfinite not in ("raise", "nan"):
         raise NumericError(f"nonfinite must be 'raise' or 'nan', not {nonfinite!r}")
@@ -135,7 +139,7 @@ def lambdify(expr, args, *, nonfinite: str = "raise", rtol: float = 1e-13,
         raise NumericError(f"cannot evaluate a Dirac delta numerically in {expr}; "
                            "take its expectation first (derive.expect)")
     namespace = dict(_NAMESPACE)
-    replaced = expr.replace(
+    replaced = stable_form(expr).replace(
         lambda e: _is_expectation(e),
         lambda e: _expectation_call(e, namespace, rtol, tabulate))
     try:
