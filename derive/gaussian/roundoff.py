@@ -79,8 +79,7 @@ class BoundedFunction:
                                f"got {len(values)}")
         arrays = [np.asarray(v, dtype=float) for v in values]
         shape = np.broadcast_shapes(*(a.shape for a in arrays))
-        with np.errstate(all="ignore"):
-            value, error = _Walk(dict(zip(self.args, arrays, strict=True)))(self.expr)
+        value, error = running_error(self.expr, dict(zip(self.args, arrays, strict=True)))
         value, error = (np.broadcast_to(np.asarray(a, dtype=float), shape) for a in (value, error))
         if value.ndim == 0:
             return float(value), float(error)
@@ -105,6 +104,13 @@ def bounded_lambdify(expr, args, *, stabilise: bool = True) -> BoundedFunction:
         expr = stable_form(expr)
     _check_supported(expr)
     return BoundedFunction(expr, args)
+
+
+def running_error(expr: sp.Expr, values: dict) -> tuple:
+    """(value, bound) of `expr` at `values` ({symbol: array}), with no checks: for callers that
+    probe an expression they built (numpy warnings are silenced)."""
+    with np.errstate(all="ignore"):
+        return _Walk(values)(expr)
 
 
 def _check_supported(expr):

@@ -65,7 +65,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from derive.gaussian.roundoff import BoundedFunction, U, _Walk, bounded_lambdify
+from derive.gaussian.roundoff import BoundedFunction, U, bounded_lambdify, running_error
 from derive.gaussian.special import NUMPY_FUNCTIONS, Erfc, Erfcx, Expm1, Log1p, Log1pExp, textbook
 
 __all__ = ["Approximated", "BoundedFunction", "NUMPY_FUNCTIONS", "bounded_lambdify", "stable_form"]
@@ -75,6 +75,8 @@ TARGET = 2.0**-44
 #: numbers of series terms tried, and how many further terms estimate the truncation
 _TERMS = (8, 12, 16, 24, 32)
 _TAIL = 4
+#: the truncation bound claimed: this many times the sum of the next _TAIL terms
+_TAIL_FACTOR = 2
 
 
 class Approximated(sp.Function):
@@ -116,7 +118,7 @@ def stable_form(expr) -> sp.Expr:
 
 @lru_cache(maxsize=4096)
 def _stable(expr: sp.Expr) -> sp.Expr:
-    for rewrite in (_fold_steps, _logarithms, _one_exponential, _pairs, _arguments, _pairs, _series):
+    for rewrite in (_fold_steps, _logarithms, _one_exponential, _pairs, _arguments, _combine, _series):
         expr = rewrite(expr)
     return expr
 
@@ -137,7 +139,7 @@ def _fold_steps(expr):
 # --- 2. logarithms ---------------------------------------------------------------------------------
 
 def _logarithms(expr):
-    return expr.replace(lambda e: isinstance(e, sp.log) and e.args[0].is_Add, _log1p)
+    return expr.replace(lambda e: isinstance(e, sp.log) and e.args[0].is_Add and e.free_symbols, _log1p)
 
 
 def _log1p(node):
@@ -159,7 +161,7 @@ _HYPERBOLIC = (sp.tanh, sp.sinh, sp.cosh, sp.coth, sp.sech, sp.csch)
 
 def _one_exponential(expr):
     """Top down: the largest subexpressions that are rational functions of one exponential."""
-    if expr.is_Atom or not expr.has(sp.exp, Expm1, *_HYPERBOLIC) or isinstance(expr, sp.Dummy):
+    if expr.is_Atom or not expr.free_symbols or not expr.has(sp.exp, Expm1, *_HYPERBOLIC):
         return expr
     if isinstance(expr, sp.Expr) and _exponential_in_a_sum(expr):
         out = _two_forms(expr)
@@ -320,8 +322,14 @@ _PAIR_KINDS = (sp.erf, sp.erfc, Erfc, sp.acos, sp.exp, sp.atan, sp.atan2)
 
 
 def _pairs(expr):
-    expr = expr.replace(lambda e: e.is_Add and e.has(*_PAIR_KINDS), _combine_terms)
-    return expr.replace(lambda e: e.is_Mul and e.has(sp.erfc, Erfc) and e.has(sp.exp), _scaled_erfc)
+    expr = _combine(expr)
+    return expr.replace(lambda e: e.is_Mul and e.free_symbols and e.has(sp.erfc, Erfc) and e.has(sp.exp),
+                        _scaled_erfc)
+
+
+def _combine(expr):
+    """The pair rules on every sum (again after the arguments pass has made atan2 terms)."""
+    return expr.replace(lambda e: e.is_Add and e.free_symbols and e.has(*_PAIR_KINDS), _combine_terms)
 
 
 def _combine_terms(node):
@@ -490,8 +498,8 @@ def _ends(node, v) -> list[str]:
         return ["zero", "infinity"]
     if not v.is_real:
         return []
-    with np.errstate(all="ignore"):
-        finite = np.isfinite(_Walk({v: np.array([-1.000001, 1.000001, -0.999999, 0.999999])}).value(node))
+    value, _ = running_error(node, {v: np.array([-1.000001, 1.000001, -0.999999, 0.999999])})
+    finite = np.isfinite(value)
     outside, inside = finite[:2], finite[2:]
     return ["minus_one", "plus_one"] if not outside.any() and inside.all() else []
 
@@ -513,8 +521,8 @@ def _series_piece(node, v, end):
     ts = np.logspace(lo, hi, 240)
     t = sp.Dummy("t", positive=True)
     v_grid = np.asarray(sp.lambdify(t, v_of(t), "numpy")(ts), dtype=float)
+    value, error = running_error(node, {v: v_grid})
     with np.errstate(all="ignore"):
-        value, error = _Walk({v: v_grid})(node)
         relative = np.abs(error) / np.abs(value)
     if not np.nanmax(relative) > TARGET:
         return None
@@ -535,13 +543,28 @@ def _series_piece(node, v, end):
 
 
 def _coefficients(node, v, t, v_of_t):
-    """{k: a_k} of the series Σ a_k t^k of node(v(t)) at t = 0⁺, or None (logs, fractional powers)."""
+    """([a_low, ..., a_{low+K−1}], low) of the series Σ a_k t^k of node(v(t)) at t = 0⁺ with
+    K = _TERMS[-1] + _TAIL terms from its leading power, or None (logs, fractional powers)."""
     exact = textbook(node.replace(lambda e: isinstance(e, Approximated), lambda e: e.args[0]))
     if exact.has(sp.Piecewise):
         return None
-    order = _TERMS[-1] + _TAIL
+    expr = _small_arcsines(exact.xreplace({v: v_of_t}), t)
+    count = _TERMS[-1] + _TAIL
+    order = count
+    while True:
+        coefficients = _series_terms(expr, t, order)
+        if not coefficients or order > 4 * count:
+            return None  # no series, or the sum vanishes to high order: leave it
+        low = min(coefficients)
+        if order >= low + count:
+            return [sp.sympify(coefficients.get(p, 0)) for p in range(low, low + count)], low
+        order = low + count
+
+
+def _series_terms(expr, t, order):
+    """{k: a_k} of the series of expr up to t^(order−1), or None."""
     try:
-        series = sp.series(_small_arcsines(exact.xreplace({v: v_of_t}), t), t, 0, order + 2).removeO()
+        series = sp.series(expr, t, 0, order).removeO()
     except Exception:  # SymPy's series raises many kinds; no series means no switch
         return None
     coefficients = {}
@@ -549,12 +572,9 @@ def _coefficients(node, v, t, v_of_t):
         k, power = term.as_coeff_exponent(t)
         if k.has(t) or not power.is_Integer or not k.is_number:
             return None
-        coefficients[int(power)] = coefficients.get(int(power), 0) + k
-    if not coefficients:
-        return None
-    low = min(coefficients)
-    high = low + order
-    return [sp.sympify(coefficients.get(p, 0)) for p in range(low, high)], low
+        if k != 0:
+            coefficients[int(power)] = coefficients.get(int(power), 0) + k
+    return coefficients
 
 
 def _small_arcsines(expr, t):
@@ -595,7 +615,8 @@ def _switch(coefficients, n, ts, relative):
 
 
 def _checked(node, v, v_of, coefficients, best) -> bool:
-    """The truncation estimate bounds the true truncation error (mpmath, 30 digits) at t* and t*/2."""
+    """The truncation bound (_TAIL_FACTOR times the estimate) holds against mpmath (30 digits) at
+    t* and t*/2."""
     _, n, t_switch = best
     terms, low = coefficients
     for tv in (t_switch, t_switch / 2):
@@ -605,7 +626,7 @@ def _checked(node, v, v_of, coefficients, best) -> bool:
                                   for i, a in enumerate(terms[:n]))
             exact = mpmath.mpf(node.evalf(30, subs={v: v_of(sp.Float(tv, 30))}))
             _, tail = _evaluate(coefficients, n, np.array([tv]))
-            if abs(partial - exact) > max(float(tail[0]), U / 4 * abs(float(exact))):
+            if abs(partial - exact) > _TAIL_FACTOR * float(tail[0]) + 1e-25 * abs(exact):
                 return False
     return True
 
@@ -615,7 +636,8 @@ def _pieces(coefficients, n, t_expr, v_of, end, t_switch):
     t = sp.Dummy("t")
     polynomial = sp.horner(sum(a.evalf(20) * t**i for i, a in enumerate(terms[:n])), t)
     series = (t**low * polynomial).xreplace({t: t_expr})
-    tail = sum((2 * abs(a)).evalf(20) * t ** (low + n + i) for i, a in enumerate(terms[n:n + _TAIL]))
+    tail = sum((_TAIL_FACTOR * abs(a)).evalf(20) * t ** (low + n + i)
+               for i, a in enumerate(terms[n:n + _TAIL]))
     boundary = sp.Float(float(v_of(sp.Float(t_switch, 30))), 17)
     v = next(iter(t_expr.free_symbols))
     condition = v < boundary if end in ("zero", "minus_one") else v > boundary
