@@ -1,10 +1,13 @@
 """SymPy expressions compiled to vectorised float64 numpy functions (no numba).
 
-The one compiler behind every float64 evaluator of `derive`: ``sympy.lambdify`` with numpy,
-through a printer that vectorises the special functions NumPyPrinter would send to `math`
-(erf, erfc, gamma, loggamma), common sub-expressions shared between the expressions of a list
-(arccos c in both kernels of ReLU), and numpy warnings silenced — non-finite values are the
-caller's to judge (:mod:`derive.numeric` states the policy).
+The one compiler behind every float64 evaluator of `derive`: each expression is first put in
+its float64-stable form (:func:`derive.gaussian.stable.stable_form`: no overflow of e^x, no
+needless cancellation), then ``sympy.lambdify`` with numpy prints it, through a printer that
+vectorises the special functions NumPyPrinter would send to `math` (erf, erfc, gamma,
+loggamma) with the stable functions of :mod:`derive.gaussian.special` in its namespace, common
+sub-expressions shared between the expressions of a list (arccos c in both kernels of ReLU),
+and numpy warnings silenced — non-finite values are the caller's to judge
+(:mod:`derive.numeric` states the policy).
 
 >>> import numpy as np, sympy as sp
 >>> from derive.symbols import q, c
@@ -23,6 +26,8 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from derive.errors import NumericError
+from derive.gaussian.special import NUMPY_FUNCTIONS
+from derive.gaussian.stable import stable_form
 
 _SPECIAL = {
     "_erf": np.vectorize(math.erf, otypes=[float]),
@@ -30,6 +35,7 @@ _SPECIAL = {
     "_lgamma": np.vectorize(math.lgamma, otypes=[float]),
     "_gamma": np.vectorize(math.gamma, otypes=[float]),
     "functools": functools,  # the printer writes Max/Min as functools.reduce
+    **NUMPY_FUNCTIONS,
 }
 
 
@@ -58,9 +64,10 @@ def namespace() -> dict:
 
 
 def compile_numpy(args, expr, names: dict | None = None, cse: bool = False):
-    """The raw function ``sympy.lambdify(args, expr)`` printed by :class:`NumpyCodePrinter`,
-    with the extra functions `names` (name → callable) in its namespace."""
+    """The raw function ``sympy.lambdify(args, stable_form(expr))`` printed by
+    :class:`NumpyCodePrinter`, with the extra functions `names` (name → callable) in its namespace."""
     scope = namespace() | (names or {})
+    expr = [stable_form(e) for e in expr] if isinstance(expr, list | tuple) else stable_form(expr)
     try:
         return sp.lambdify(args, expr, modules=[scope, "numpy"],
                            printer=NumpyCodePrinter({"allow_unknown_functions": True}), cse=cse)

@@ -108,7 +108,7 @@ class Approximated(sp.Function):
 
 def stable_form(expr) -> sp.Expr:
     """`expr` rewritten for float64 evaluation (see the module docstring); equal to `expr`."""
-    from derive.gaussian import GaussianExpectation
+    from derive.gaussian.expectation import GaussianExpectation
 
     expr = sp.sympify(expr)
     masks = {e: sp.Dummy("expectation", dummy_index=hash(e)) for e in expr.atoms(GaussianExpectation)}
