@@ -17,8 +17,9 @@ loses all its digits as c → −1.  :func:`stable_form` rewrites such expressio
    neither overflow nor cancel;
 4. **pairs of terms** that cancel: k + k erf(u) → k erfc(−u) (and the other erf/erfc pairs);
    kπ − k arccos(u) → k arccos(−u); k eᵃ − k eᵇ → −k eᵃ expm1(b − a) or k eᵇ expm1(a − b),
-   the one whose expm1 cannot overflow (a Piecewise on the sign of a − b); and in products
-   eᵃ erfc(b) → e^{a − b²} erfcx(b) (Abramowitz & Stegun 1964, eq. 7.1.2 scaled);
+   the one whose expm1 cannot overflow (a Piecewise on the sign of a − b); k atan2(y, x) + kπ/2
+   → k atan2(x, −y) for x ≥ 0 (applied again after rule 5, which makes the atan2); and in
+   products eᵃ erfc(b) → e^{a − b²} erfcx(b) (Abramowitz & Stegun 1964, eq. 7.1.2 scaled);
 5. **arguments**: arcsin/arccos of a fraction n/d (d > 0) as atan2(n, √(d² − n²)) with d² − n²
    expanded symbolically (1 − x² is then not formed from a rounded x ≈ 1); a polynomial in a
    real symbol s that cancels at s = ±1 is rewritten around that end, p = p(±1) + (s ∓ 1) k(s),
@@ -526,30 +527,29 @@ def _series_piece(node, v, end):
         relative = np.abs(error) / np.abs(value)
     if not np.nanmax(relative) > TARGET:
         return None
-    coefficients = _coefficients(node, v, t, v_of(t))
-    if coefficients is None:
-        return None
     best = None
-    for n in _TERMS:
+    for n in _TERMS:  # the fewest terms that do
+        coefficients = _coefficients(node, v, t, v_of(t), n + _TAIL)
+        if coefficients is None:
+            return None
         chosen = _switch(coefficients, n, ts, relative)
-        if chosen is not None and (best is None or chosen[0] < best[0]):
-            best = chosen
-        if best is not None and best[0] <= TARGET:
+        if chosen is not None and (best is None or chosen[0] < best[0][0]):
+            best = chosen, coefficients
+        if best is not None and best[0][0] <= TARGET:
             break
-    if best is None or not best[0] < np.nanmax(relative) or not _checked(node, v, v_of, coefficients, best):
+    if best is None or not best[0][0] < np.nanmax(relative) or not _checked(node, v, v_of, best[1], best[0]):
         return None
-    _, n, t_switch = best
+    (_, n, t_switch), coefficients = best
     return _pieces(coefficients, n, t_of(v), v_of, end, t_switch)
 
 
-def _coefficients(node, v, t, v_of_t):
-    """([a_low, ..., a_{low+K−1}], low) of the series Σ a_k t^k of node(v(t)) at t = 0⁺ with
-    K = _TERMS[-1] + _TAIL terms from its leading power, or None (logs, fractional powers)."""
+def _coefficients(node, v, t, v_of_t, count):
+    """([a_low, ..., a_{low+count−1}], low) of the series Σ a_k t^k of node(v(t)) at t = 0⁺ from
+    its leading power, or None (logs, fractional powers)."""
     exact = textbook(node.replace(lambda e: isinstance(e, Approximated), lambda e: e.args[0]))
     if exact.has(sp.Piecewise):
         return None
     expr = _small_arcsines(exact.xreplace({v: v_of_t}), t)
-    count = _TERMS[-1] + _TAIL
     order = count
     while True:
         coefficients = _series_terms(expr, t, order)
