@@ -1,6 +1,6 @@
 """Running error bounds: a float64 evaluation of a SymPy expression with a bound on its error.
 
-:func:`bounded_lambdify` returns a vectorised function giving, per element, the float64 value of
+:func:`bounded_function` returns a vectorised function giving, per element, the float64 value of
 an expression (evaluated node by node, in the order of the expression tree) and a first-order
 bound on its absolute error: running error analysis (Wilkinson 1986; Higham, *Accuracy and
 Stability of Numerical Algorithms*, 2nd ed. 2002, §3.3).  Each computed node ŷ = fl(f(â₁, ...))
@@ -24,11 +24,11 @@ across the switch, as in the stable forms of :mod:`derive.gaussian.stable`).
 
 >>> import sympy as sp
 >>> t = sp.Symbol("t", positive=True)
->>> f = bounded_lambdify((1 - sp.cos(t)) / t**2, [t], stabilise=False)
+>>> f = bounded_function((1 - sp.cos(t)) / t**2, [t])
 >>> f(1e-5)   # true value 0.4999999999958...: the bound flags the cancellation
 (0.5000000413701854, 4.44...e-06)
->>> bounded_lambdify((1 - sp.cos(t)) / t**2, [t])(1e-5)   # its stable form (a series near 0)
-(0.49999999999583333, 4.99...e-16)
+
+:func:`derive.gaussian.stable.bounded_lambdify` bounds the stable form of an expression.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import numpy as np
 import sympy as sp
 
 from derive.errors import NumericError
-from derive.gaussian.special import NUMPY_FUNCTIONS, Erfc, Erfcx, Expm1, Log1p, Log1pExp
+from derive.gaussian.special import NUMPY_FUNCTIONS, Approximated, Erfc, Erfcx, Expm1, Log1p, Log1pExp
 
 #: unit roundoff of float64 and the underflow unit (half the smallest subnormal)
 U = 2.0**-53
@@ -86,10 +86,9 @@ class BoundedFunction:
         return value.copy(), error.copy()
 
 
-def bounded_lambdify(expr, args, *, stabilise: bool = True) -> BoundedFunction:
-    """A vectorised (value, error bound) evaluator of `expr` in `args` (see the module docstring);
-    with `stabilise` the expression is first put in its float64-stable form
-    (:func:`derive.gaussian.stable.stable_form`)."""
+def bounded_function(expr, args) -> BoundedFunction:
+    """A vectorised (value, error bound) evaluator of `expr` in `args` as written (see the module
+    docstring)."""
     from derive.parsing import as_expr
 
     expr = as_expr(expr)
@@ -98,10 +97,6 @@ def bounded_lambdify(expr, args, *, stabilise: bool = True) -> BoundedFunction:
     if missing:
         raise NumericError(f"{expr} has free symbols {sorted(map(str, missing))} that are not among "
                            f"the arguments {[str(a) for a in args]}")
-    if stabilise:
-        from derive.gaussian.stable import stable_form
-
-        expr = stable_form(expr)
     _check_supported(expr)
     return BoundedFunction(expr, args)
 
@@ -114,19 +109,17 @@ def running_error(expr: sp.Expr, values: dict) -> tuple:
 
 
 def _check_supported(expr):
-    from derive.gaussian import GaussianExpectation
+    from derive.gaussian.expectation import GaussianExpectation
 
     for node in sp.preorder_traversal(expr):
         if isinstance(node, GaussianExpectation | sp.DiracDelta | sp.Derivative | sp.Integral):
-            raise NumericError(f"bounded_lambdify bounds closed forms only, and {expr} contains "
+            raise NumericError(f"a running error bound covers closed forms only, and {expr} contains "
                                f"{type(node).__name__}; evaluate it with derive.lambdify")
         if isinstance(node, sp.Function) and not _known(node):
             raise NumericError(f"no error model for the function {type(node).__name__} in {expr}")
 
 
 def _known(node) -> bool:
-    from derive.gaussian.stable import Approximated
-
     return type(node) in ULPS or isinstance(node, sp.Abs | sp.sign | sp.Heaviside | sp.Max | sp.Min
                                             | sp.Piecewise | Approximated)
 
@@ -184,8 +177,6 @@ class _Walk:
         return self(node)[0]
 
     def _evaluate(self, node):
-        from derive.gaussian.stable import Approximated
-
         if node in self.env:
             return self.env[node], 0.0
         if node.is_Rational or node.is_Float or isinstance(node, sp.NumberSymbol):

@@ -185,6 +185,33 @@ class Erfc(_Float64Function):
 
 
 #: numpy implementations by class name (a namespace for ``sympy.lambdify``)
+class Approximated(sp.Function):
+    """``Approximated(exact, approximation, error)`` denotes `exact`.  Its float64 evaluation is
+    `approximation` (a Piecewise of a truncated series and `exact`), which differs from `exact`
+    by at most |`error`|; ``evalf`` and derivatives are those of `exact`."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, *args):
+        return None
+
+    def _eval_evalf(self, prec):
+        return self.args[0].evalf(mpmath.libmp.prec_to_dps(prec))
+
+    def _eval_derivative(self, s):
+        return sp.diff(self.args[0], s)
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _numpycode(self, printer) -> str:
+        return printer._print(self.args[1])
+
+    def _latex(self, printer) -> str:
+        return printer._print(self.args[0])
+
+
 NUMPY_FUNCTIONS = {"Expm1": np.expm1, "Log1p": np.log1p, "Log1pExp": log1pexp, "Erfcx": erfcx,
                    "Erfc": _erfc}
 

@@ -66,8 +66,17 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from derive.gaussian.roundoff import BoundedFunction, U, bounded_lambdify, running_error
-from derive.gaussian.special import NUMPY_FUNCTIONS, Erfc, Erfcx, Expm1, Log1p, Log1pExp, textbook
+from derive.gaussian.roundoff import BoundedFunction, U, bounded_function, running_error
+from derive.gaussian.special import (
+    NUMPY_FUNCTIONS,
+    Approximated,
+    Erfc,
+    Erfcx,
+    Expm1,
+    Log1p,
+    Log1pExp,
+    textbook,
+)
 
 __all__ = ["Approximated", "BoundedFunction", "NUMPY_FUNCTIONS", "bounded_lambdify", "stable_form"]
 
@@ -80,31 +89,19 @@ _TAIL = 4
 _TAIL_FACTOR = 2
 
 
-class Approximated(sp.Function):
-    """``Approximated(exact, approximation, error)`` denotes `exact`.  Its float64 evaluation is
-    `approximation` (a Piecewise of a truncated series and `exact`), which differs from `exact`
-    by at most |`error`|; ``evalf`` and derivatives are those of `exact`."""
+def bounded_lambdify(expr, args, *, stabilise: bool = True) -> BoundedFunction:
+    """A vectorised (value, error bound) evaluator of `expr` in `args`
+    (:func:`derive.gaussian.roundoff.bounded_function`), with `stabilise` of its stable form.
 
-    nargs = 3
+    >>> import sympy as sp
+    >>> t = sp.Symbol("t", positive=True)
+    >>> bounded_lambdify((1 - sp.cos(t)) / t**2, [t])(1e-5)   # a series near 0
+    (0.49999999999583333, 4.99...e-16)
+    """
+    from derive.parsing import as_expr
 
-    @classmethod
-    def eval(cls, *args):
-        return None
-
-    def _eval_evalf(self, prec):
-        return self.args[0].evalf(mpmath.libmp.prec_to_dps(prec))
-
-    def _eval_derivative(self, s):
-        return sp.diff(self.args[0], s)
-
-    def _eval_is_real(self):
-        return self.args[0].is_real
-
-    def _numpycode(self, printer) -> str:
-        return printer._print(self.args[1])
-
-    def _latex(self, printer) -> str:
-        return printer._print(self.args[0])
+    expr = as_expr(expr)
+    return bounded_function(stable_form(expr) if stabilise else expr, args)
 
 
 def stable_form(expr) -> sp.Expr:

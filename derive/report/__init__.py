@@ -92,7 +92,10 @@ def build_section(name: str, figdir: Path, **options) -> Section:
     """Run section `name` into `figdir`; its `code` is the call that rebuilds it (for the notebook)."""
     section = import_module(f"derive.report.{name}").section(Path(figdir), **options)
     arguments = "".join(f", {key}={value!r}" for key, value in options.items())
-    code = f"from derive.report import {name}\n\nsection = {name}.section(figures{arguments})\nsection"
+    code = (f"from IPython.display import Markdown\n\nfrom derive.report import {name}\n"
+            f"from derive.report.writers.markdown import section_markdown\n\n"
+            f"section = {name}.section(figures{arguments})\n"
+            "Markdown(section_markdown(section, figures.parent))")
     return replace(section, code=code)
 
 

@@ -223,11 +223,6 @@ class Section:
     def figures(self) -> tuple[Figure, ...]:
         return tuple(block for block in self.blocks if isinstance(block, Figure))
 
-    def _repr_markdown_(self) -> str:
-        from derive.report.writers.markdown import section_markdown
-
-        return section_markdown(self, Path.cwd())
-
 
 @dataclass(frozen=True)
 class Document:
