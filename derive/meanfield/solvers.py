@@ -20,6 +20,9 @@ from derive.errors import NumericError
 from derive.meanfield.results import Regime
 
 Q_MIN, Q_MAX = 1e-300, 1e300
+#: |q′ − q| below this times q is within the error of the maps (tables to ~1e-13), not a sign of F:
+#: a fixed point closer than that to q = 0 is not told from q decaying to 0
+_ROUNDING = 1e-12
 #: the outward search: ratio 1.5 for the first 40 steps (a factor 1e7), then 10, then squaring
 _STEPS = (1.5,) * 40 + (10.0,) * 20
 
@@ -46,7 +49,7 @@ def bracketed_newton(f, lo, hi, x, log_scale: bool, tol: float, max_iter: int = 
         # outside the bracket (next to a bracket end that is itself the root)
         small = np.abs(step) <= tol * scale
         bad = ~((newton > a) & (newton < b)) & ~small
-        middle = np.sqrt(a * b) if log_scale else (a + b) / 2
+        middle = _geometric_mean(a, b) if log_scale else (a + b) / 2
         new = np.where(bad, middle, newton)
         done = small | (value == 0) | (b - a <= tol * scale)
         x[active] = np.where(value == 0, xa, new)
@@ -56,18 +59,24 @@ def bracketed_newton(f, lo, hi, x, log_scale: bool, tol: float, max_iter: int = 
     return x
 
 
+def _geometric_mean(a, b):
+    """√(ab) without the underflow of ab (variances down to 1e-300)."""
+    with np.errstate(divide="ignore"):
+        return np.exp((np.log(a) + np.log(b)) / 2)
+
+
 def _extremum(F, a, b, index, iterations: int = 30):
     """(position, F there) of the extremum of F between a and b (F′ changes sign), by geometric
     bisection on F′."""
     a, b = a.copy(), b.copy()
     _, ga = F(a, index)
     for _ in range(iterations):
-        m = np.sqrt(a * b)
+        m = _geometric_mean(a, b)
         _, gm = F(m, index)
         same = np.sign(gm) == np.sign(ga)
         a, ga = np.where(same, m, a), np.where(same, gm, ga)
         b = np.where(same, b, m)
-    m = np.sqrt(a * b)
+    m = _geometric_mean(a, b)
     return m, F(m, index)[0]
 
 
@@ -87,13 +96,16 @@ def _scan(F, start, f_start, g_start, up: bool):
         with np.errstate(over="ignore", under="ignore"):
             trial = np.clip(near[active] * ratio if up else near[active] / ratio, Q_MIN, Q_MAX)
         f, g = F(trial, active)
-        flipped = (f <= 0) if up else (f >= 0)
+        # a sign change counts only beyond the error of q′ − q (tanh at (1, 0): F ≈ −2q² falls
+        # below it as q → 0, and q decays to 0 rather than meeting a root there)
+        noise = _ROUNDING * trial
+        flipped = (f < -noise) if up else (f > noise)
         turned = ~flipped & (np.sign(g) != np.sign(g_near[active])) & (g != 0)
         if turned.any():
             idx = active[turned]
             lo_, hi_ = (near[idx], trial[turned]) if up else (trial[turned], near[idx])
             where, value = _extremum(F, lo_, hi_, idx)
-            dips = (value <= 0) if up else (value >= 0)
+            dips = (value < -_ROUNDING * where) if up else (value > _ROUNDING * where)
             hit = np.flatnonzero(turned)[dips]
             trial[hit] = where[dips]
             flipped[hit] = True
@@ -129,8 +141,8 @@ def solve_q_star(F, q0, guess=None):
         qs[sel[~found]] = np.inf if up else 0.0
         ok = sel[found]
         lo, hi = (near[found], far[found]) if up else (far[found], near[found])  # F(lo) > 0 > F(hi)
-        qs[ok] = bracketed_newton(lambda v, a, ok=ok: F(v, ok[a]), lo.copy(), hi.copy(), np.sqrt(lo * hi),
-                                  True, 2e-15)
+        qs[ok] = bracketed_newton(lambda v, a, ok=ok: F(v, ok[a]), lo.copy(), hi.copy(),
+                                  _geometric_mean(lo, hi), True, 2e-15)
     return qs, flag
 
 
@@ -180,7 +192,7 @@ def solve_s_star(R, n: int, guess=None):
         pending = pending[~crossed]
     if pending.size:
         raise NumericError("no correlation fixed point found in [-1, 1): the c-map is not a correlation map")
-    ss[todo] = bracketed_newton(lambda v, a: R(v, todo[a]), lo, hi, np.sqrt(lo * hi), True, 1e-15)
+    ss[todo] = bracketed_newton(lambda v, a: R(v, todo[a]), lo, hi, _geometric_mean(lo, hi), True, 1e-15)
     return ss
 
 

@@ -392,17 +392,18 @@ class MeanField:
                                                      np.where(chi1 > 1, Regime.CHAOTIC, Regime.CRITICAL)))
         if self.standard and np.any(flag == Regime.Q_ZERO):  # q → 0: marginal where χ₁(0⁺) = 1
             zero = np.flatnonzero(flag == Regime.Q_ZERO)
-            limit = self._maps.q_map(np.full(zero.size, Q_MIN), self._parameters(sw, sb, zero))[2]
+            _, slope, limit = self._maps.q_map(np.full(zero.size, Q_MIN), self._parameters(sw, sb, zero))
             marginal = np.abs(limit - 1) <= MARGINAL_TOLERANCE
             regime[zero[marginal]] = Regime.MARGINAL
-            chi1[zero[marginal]] = 1.0
+            slope = np.where(np.abs(slope - 1) <= 1e-9, 1.0, slope)  # the limit, within the tables' error
+            chi1[zero[marginal]], chi_q[zero[marginal]] = 1.0, slope[marginal]
         return qs, chi1, chi_q, regime.astype(np.int8)
 
     def _fixed_point_arrays(self, sw, sb, q0, guess_q=None, guess_c=None) -> FixedPoint:
         qs, chi1, chi_q, regime = self._q_star(sw, sb, q0, guess_q)
-        finite = np.isfinite(chi_q)
+        finite = np.isfinite(chi_q) & (regime != Regime.MARGINAL)
         cs = np.where(finite, 1.0, np.nan)
-        chi_c = np.where(finite, chi1, np.nan)
+        chi_c = np.where(finite | (regime == Regime.MARGINAL), chi1, np.nan)  # marginal: the c-map → id
         chaotic = np.flatnonzero(regime == Regime.CHAOTIC)
         if chaotic.size:
             cs[chaotic], chi_c[chaotic] = self._c_star(qs[chaotic], sw[chaotic], sb[chaotic],
@@ -433,8 +434,8 @@ class MeanField:
                 params = {SIGMA_W2: _decimal(fp.sigma_w2[i]), SIGMA_B2: _decimal(fp.sigma_b2[i])}
                 if fp.regime[i] in (Regime.Q_INFINITE, Regime.Q_ZERO, Regime.MARGINAL):
                     infinite = fp.regime[i] == Regime.Q_INFINITE
-                    chi1 = mp.mpf(1) if fp.regime[i] == Regime.MARGINAL else mp.nan
-                    values = (mp.inf if infinite else mp.mpf(0), mp.nan, chi1, mp.nan, mp.nan)
+                    limit = mp.mpf(1) if fp.regime[i] == Regime.MARGINAL else mp.nan
+                    values = (mp.inf if infinite else mp.mpf(0), mp.nan, limit, limit, limit)
                 else:
                     values = self._mp_point(maps, params, fp, i, dps)
             with mp.workdps(dps):
