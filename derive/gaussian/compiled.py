@@ -29,7 +29,17 @@ from derive.errors import NumericError
 from derive.gaussian.special import NUMPY_FUNCTIONS
 from derive.gaussian.stable import stable_form
 
+
+def _select(conditions, choices):
+    """numpy.select with every condition and choice broadcast to one shape first (a Piecewise of
+    functions of different variables, such as φ′(x)φ′(y) in 2-D, mixes shapes)."""
+    arrays = np.broadcast_arrays(*conditions, *choices)
+    n = len(conditions)
+    return np.select(arrays[:n], arrays[n:], default=np.nan)
+
+
 _SPECIAL = {
+    "_select": _select,
     "_erf": np.vectorize(math.erf, otypes=[float]),
     "_erfc": np.vectorize(math.erfc, otypes=[float]),
     "_lgamma": np.vectorize(math.lgamma, otypes=[float]),
@@ -56,6 +66,17 @@ class NumpyCodePrinter(NumPyPrinter):
 
     def _print_gamma(self, expr):
         return self._call("_gamma", expr)
+
+    def _print_And(self, expr):  # reduce pairwise: the operands may have different shapes
+        return f"functools.reduce(numpy.logical_and, [{', '.join(map(self._print, expr.args))}])"
+
+    def _print_Or(self, expr):
+        return f"functools.reduce(numpy.logical_or, [{', '.join(map(self._print, expr.args))}])"
+
+    def _print_Piecewise(self, expr):
+        choices = ", ".join(self._print(arg.expr) for arg in expr.args)
+        conditions = ", ".join(self._print(arg.cond) for arg in expr.args)
+        return f"_select([{conditions}], [{choices}])"
 
 
 def namespace() -> dict:

@@ -42,8 +42,9 @@ import numpy as np
 
 from derive.errors import NumericError
 
-#: largest number of terms in float64; entries whose bound needs more go to 2-D quadrature
-K_MAX = 383
+#: the terms tried first, and the most terms in float64 (for sharp functions: a(√q z) at large
+#: q); entries whose bound needs more go to 2-D quadrature
+K_FIRST, K_MAX = 383, 2047
 _L = 13.0  # |z| beyond which e^{-z²/4} (|ψ_k| <= 1.1) leaves < 1e-18 of any polynomially bounded a
 _ORDERS = (20, 14)
 _REFINEMENTS = 3
@@ -75,7 +76,7 @@ def hermite_functions(z: np.ndarray, rows: int) -> np.ndarray:
     return psi
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=12)
 def _rule(k_max: int, finest: float, level: int, order: int) -> tuple:
     """(z, weights of f(√q z) ψ_k(z) for the projections, weights of f² for E f², ψ) of one rule."""
     ends = _ends(k_max, finest, level)

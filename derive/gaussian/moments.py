@@ -53,7 +53,7 @@ from derive.activations import Activation
 from derive.errors import DivergenceError, DomainError, NumericError
 from derive.gaussian.compiled import compile_numpy, numpy_function
 from derive.gaussian.expectation import GaussianExpectation, expect, expect2
-from derive.gaussian.mehler import K_MAX, coefficients
+from derive.gaussian.mehler import K_FIRST, K_MAX, coefficients
 from derive.gaussian.quadrature import np_expectation_1d, np_expectation_2d
 from derive.gaussian.tables import Table1D
 from derive.piecewise import is_smooth, kinks
@@ -337,9 +337,12 @@ class Moment2D(_Moment):
         ia, ib = inverse[:qa.size].reshape(qa.shape), inverse[qa.size:].reshape(qb.shape)
         sample = qs[np.unique(np.linspace(0, qs.size - 1, min(qs.size, 9)).round().astype(int))]
         c_max = float(np.abs(cv).max(initial=0.0))
-        probe_a = coefficients(fa, sample, K_MAX)
-        probe_b = probe_a if same else coefficients(fb, sample, K_MAX)
-        needed = probe_a.terms_for(probe_b, c_max, tol / 2) + 8
+        for k_probe in (K_FIRST, K_MAX):  # more terms only where the first ones do not suffice
+            probe_a = coefficients(fa, sample, k_probe)
+            probe_b = probe_a if same else coefficients(fb, sample, k_probe)
+            needed = probe_a.terms_for(probe_b, c_max, tol / 2) + 8
+            if needed < probe_a.k_max:
+                break
         a = coefficients(fa, qs, needed)
         b = a if same else coefficients(fb, qs, needed)
         value, error, failed, relative = a.series(b, ia, ib, cv, tol / 2)

@@ -29,10 +29,12 @@ _STEPS = (1.5,) * 40 + (10.0,) * 20
 
 def bracketed_newton(f, lo, hi, x, log_scale: bool, tol: float, max_iter: int = 200):
     """Newton's method kept inside brackets [lo, hi] with f(lo) > 0 > f(hi) (either order),
-    falling back to bisection (geometric when `log_scale`).  `f(x, index)` returns (value,
-    slope).  Vectorised: every array is 1-D and updated in place where not yet converged."""
+    falling back to bisection (geometric when `log_scale`) — and bisecting every fourth step,
+    so that the bracket shrinks even where f is flat (a fold of the q-map, a double root).
+    `f(x, index)` returns (value, slope).  Vectorised: every array is 1-D and updated in place
+    where not yet converged."""
     active = np.arange(x.size)
-    for _ in range(max_iter):
+    for iteration in range(max_iter):
         if not active.size:
             break
         xa = x[active]
@@ -48,7 +50,7 @@ def bracketed_newton(f, lo, hi, x, log_scale: bool, tol: float, max_iter: int = 
         # a Newton step below the tolerance has converged, even if rounding puts it a hair
         # outside the bracket (next to a bracket end that is itself the root)
         small = np.abs(step) <= tol * scale
-        bad = ~((newton > a) & (newton < b)) & ~small
+        bad = (~((newton > a) & (newton < b)) | (iteration % 4 == 3)) & ~small
         middle = _geometric_mean(a, b) if log_scale else (a + b) / 2
         new = np.where(bad, middle, newton)
         done = small | (value == 0) | (b - a <= tol * scale)
