@@ -3,6 +3,8 @@ Jacobian (dynamical isometry) and CK/NTK spectra.  See :mod:`derive.freeprob.law
 convention (G, M, S, R) used throughout."""
 
 from derive.freeprob.convolution import affine, free_product, free_sum
+from derive.freeprob.derivative import DerivativeLaw, derivative_law
+from derive.freeprob.jacobian import DynamicalIsometry, JacobianSpectrum, jacobian_spectrum
 from derive.freeprob.laws import (
     AlgebraicLaw,
     Atomic,
@@ -14,5 +16,5 @@ from derive.freeprob.laws import (
     weight_law,
 )
 
-__all__ = ["AlgebraicLaw", "Atomic", "MarchenkoPastur", "PointMass", "Semicircle", "SpectralLaw",
+__all__ = ["DynamicalIsometry", "JacobianSpectrum", "jacobian_spectrum", "DerivativeLaw", "derivative_law", "AlgebraicLaw", "Atomic", "MarchenkoPastur", "PointMass", "Semicircle", "SpectralLaw",
            "TwoPoint", "affine", "free_product", "free_sum", "weight_law"]

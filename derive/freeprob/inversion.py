@@ -35,8 +35,9 @@ import sympy as sp
 from derive.errors import NumericError
 from derive.freeprob.relation import G_, M_, Z, Relation
 
-MASS_TOL = 1e-9
+MASS_TOL = 1e-8
 _ACCEPT = 0.3
+_RELIABLE = 1e-10
 _COINCIDE = 1e-6
 
 
@@ -75,14 +76,15 @@ def tanh_sinh(f, a: float, b: float, levels: int = 8) -> tuple:
     """(∫_a^b f, error estimate) by the tanh–sinh rule (integrable endpoint singularities
     allowed); the estimate is the change at the last halving of the step.  ``f`` is vectorised.
 
-    Nodes closer to an endpoint than 2^20 ulp are not sampled (the rounding of x would shift them);
+    Nodes closer to an endpoint than 2^20 ulp are not sampled (the rounding of x would shift them),
+    nor those from the first node where f returns nan (f cannot be evaluated reliably there);
     there the rule uses the power law c·t^α through the two innermost sampled nodes.
     """
     r = (b - a) / 2
     previous = value = None
     for k in range(2, levels + 1):
         h = 2.0 ** -k
-        t = np.arange(h / 2, 4.0, h)  # symmetric nodes, none at the centre
+        t = np.arange(h / 2, 6.5, h)  # symmetric nodes, none at the centre; reach ~1e-300
         s = np.pi / 2 * np.sinh(t)
         with np.errstate(over="ignore"):
             w = h * np.pi / 2 * np.cosh(t) / np.cosh(s) ** 2
@@ -91,6 +93,10 @@ def tanh_sinh(f, a: float, b: float, levels: int = 8) -> tuple:
         for end, sign in ((a, 1.0), (b, -1.0)):
             keep = (gap > 2.0**20 * np.finfo(float).eps * abs(end)) & (w > 1e-300)
             fx = f(end + sign * gap[keep])
+            unreliable = np.flatnonzero(~np.isfinite(fx))  # f may decline (nan) near an end
+            if unreliable.size:
+                keep[np.flatnonzero(keep)[unreliable[0]:]] = False
+                fx = fx[:unreliable[0]]
             value += r * float(np.sum(w[keep] * fx))
             dropped = ~keep & (w > 1e-300) & (gap > 0)
             value += r * float(np.sum(w[dropped] * _power_law(gap[keep], fx, gap[dropped])))
@@ -156,17 +162,52 @@ class RootTracker:
         r[bad] = np.nan
         return r
 
+    def _condition(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """First-order float64 error bound of the root g: eps Σ_k |c_k(z)| |g|^k / |∂_G P|."""
+        coeffs = [np.polyval(c, z) for c in self._coefficients]
+        d = len(coeffs) - 1
+        size = sum(np.abs(c) * np.abs(g) ** (d - k) for k, c in enumerate(coeffs))
+        slope = sum((d - k) * c * g ** (d - k - 1) for k, c in enumerate(coeffs[:-1]))
+        with np.errstate(all="ignore"):
+            return 4 * np.finfo(float).eps * size / np.abs(slope)
+
     def physical(self, z) -> np.ndarray:
-        """G(z) on the physical branch for z with Im z >= 0 (boundary values at Im z = 0)."""
+        """G(z) on the physical branch for z with Im z >= 0 (boundary values at Im z = 0).
+
+        Where the float64 root is ill-conditioned (its first-order error bound exceeds
+        ``_RELIABLE``·|G|: roots clustering at an atom at 0) the Puiseux series of
+        :class:`ClusterSeries` is used inside its disc of convergence, elsewhere nan.
+        """
         z = np.asarray(z, dtype=complex).ravel()
+        g, ok = self._continue(z, self.roots)
+        g = np.where(ok, self._polish(z, g), g)
+        with np.errstate(all="ignore"):
+            ok &= self._condition(z, g) <= _RELIABLE * np.abs(g)
+        bad = np.flatnonzero(~ok)
+        if bad.size:
+            g[bad] = complex(np.nan, np.nan)
+            series = self._cluster
+            if series is not None:
+                inside = series.covers(z[bad])
+                g[bad[inside]] = series(z[bad[inside]])
+        return g
+
+    @cached_property
+    def _cluster(self):
+        return ClusterSeries.build(self)
+
+    def _continue(self, z: np.ndarray, roots_of) -> tuple:
+        """Vertical continuation (see the module docstring) with the root finder ``roots_of``;
+        returns (G, whether each point was followed to its end)."""
         target = z.imag.copy()
         x = z.real
         top = 8 * max(self.radius, 1e-300) + 4 * np.abs(x).max(initial=0.0)
         height = np.full(z.size, top)
         zg = x + 1j * height
-        g = self._start(zg)
+        g = self._start(zg, roots_of)
         ratio = np.full(z.size, 0.05)
         floor = np.full(z.size, 1e-13 * top)
+        followed = np.ones(z.size, dtype=bool)
         active = height > target
         for _ in range(400):
             if not active.any():
@@ -175,9 +216,8 @@ class RootTracker:
             proposal = np.maximum(height[idx] * ratio[idx], target[idx])
             jump = proposal < floor[idx]
             proposal = np.where(jump, target[idx], proposal)
-            roots = self.roots(x[idx] + 1j * proposal)
             zi = x[idx] + 1j * proposal
-            choice, ok = _match(roots, self._scaled(zg[idx]) * g[idx], zi, self._scaled(zi))
+            choice, ok = _match(roots_of(zi), self._scaled(zg[idx]) * g[idx], zi, self._scaled(zi))
             accept = idx[ok]
             g[accept], zg[accept] = choice[ok], zi[ok]
             height[accept] = proposal[ok]
@@ -186,15 +226,12 @@ class RootTracker:
             floor[idx[~ok & jump]] *= 1e-4
             shorten = idx[~ok & ~jump]
             ratio[shorten] = np.sqrt(ratio[shorten])
-            stuck = idx[~ok & ((ratio[idx] > 0.999) | (floor[idx] < 1e-60 * top))]
-            if stuck.size:
-                raise NumericError(f"cannot follow the physical root of the spectral equation to "
-                                   f"z = {z[stuck[0]]:.6g}: two roots cannot be separated there")
-            active = height > target
-        return self._polish(z, g)
+            followed[idx[~ok & ((ratio[idx] > 0.999) | (floor[idx] < 1e-60 * top))]] = False
+            active = (height > target) & followed
+        return g, followed & (height <= target)
 
-    def _start(self, z: np.ndarray) -> np.ndarray:
-        roots = self.roots(z)
+    def _start(self, z: np.ndarray, roots_of) -> np.ndarray:
+        roots = roots_of(z)
         guess = (1 + sum(m / z ** (k + 1) for k, m in enumerate(self.moments))) / z
         q = self._scaled(z)
         choice, ok = _match(roots, q * guess, z, q)
@@ -208,8 +245,15 @@ class RootTracker:
         """Real zeros of the leading coefficient of P(z, zG − 1) in G, and 0: where G may have poles."""
         lead = self._coefficients[0]
         roots = np.roots(lead) if lead.size > 1 else np.array([])
-        real = roots[np.abs(roots.imag) <= 1e-6 * (1 + np.abs(roots))].real  # multiple zeros split
-        return np.unique(np.round(np.concatenate([real, [0.0]]), 6))
+        real = np.sort(roots[np.abs(roots.imag) <= 1e-6 * (1 + np.abs(roots))].real)
+        groups: list = []  # a multiple zero comes out split: merge within 1e-6 and average
+        for r in real:
+            if groups and abs(r - groups[-1][-1]) <= 1e-6 * (1 + abs(r)):
+                groups[-1].append(r)
+            else:
+                groups.append([r])
+        centres = [0.0 if abs(np.mean(g)) <= 1e-9 else float(np.mean(g)) for g in groups]
+        return np.unique(np.array(centres + [0.0]))
 
     def _scaled(self, z: np.ndarray) -> np.ndarray:
         """q(z) = Π_j (z − a_j)/(1 + |a_j|) over the possible poles a_j: qG stays finite at atoms."""
@@ -226,6 +270,106 @@ class RootTracker:
                 small = np.isfinite(step) & (np.abs(step) < 1e-6 * np.abs(g))
                 g = np.where(small, g - step, g)
         return g
+
+
+@dataclass(frozen=True)
+class ClusterSeries:
+    """The Puiseux expansion of the physical M at z = 0 when M⁻¹ = f is explicit and the physical
+    M(0) = M₀ is an L-fold zero of f (an atom at 0 of a free product, e.g. of D² for ReLU:
+    Pennington, Schoenholz & Ganguli 2018, sec. 4): f(M₀ + u) = u^L h(M₀ + u), h(M₀) != 0, so
+    t = (z/h(M₀))^{1/L} ω = u (h(M₀ + u)/h(M₀))^{1/L} is inverted as a power series u(t)
+    (``TERMS`` terms, used for |t| <= R/4, R the radius estimated from the coefficients); the root of
+    unity ω is the one whose value agrees with the float64 continuation at a reference point.
+    There the L roots of P(z, ·) near M₀ are spaced by |t| and float64 cannot separate them."""
+
+    m0: complex
+    order: int
+    h0: complex
+    coefficients: np.ndarray
+    omega: complex
+    radius: float
+
+    TERMS = 24
+
+    @classmethod
+    def build(cls, tracker: RootTracker):
+        rel = tracker.relation
+        if not rel.is_explicit_inverse:
+            return None
+        num, den = sp.fraction(sp.cancel(rel.inverse))
+        num = sp.Poly(num, M_)
+        for factor, order in num.sqf_list()[1]:
+            if factor.degree() != 1 or order < 2:
+                continue
+            m0 = sp.solve(factor.as_expr(), M_)[0]
+            series = cls._series(num.as_expr(), den, m0, order)
+            if series is not None:
+                chosen = cls._orient(tracker, complex(sp.N(m0, 30)), order, *series)
+                if chosen is not None:
+                    return chosen
+        return None
+
+    @classmethod
+    def _series(cls, num, den, m0, order):
+        u = sp.Symbol("u")
+        h = sp.cancel(num / (M_ - m0) ** order / den)
+        h0 = h.subs(M_, m0)
+        if h0 == 0 or not h0.is_finite:
+            return None
+        ratio = sp.series(sp.N(h.subs(M_, m0 + u) / h0, 30), u, 0, cls.TERMS).removeO()
+        poly = [complex(ratio.coeff(u, j)) for j in range(cls.TERMS)]
+        root = _power_series(poly, 1 / order, cls.TERMS)  # (h/h0)^{1/L}
+        phi = np.concatenate([[0], root[:cls.TERMS - 1]])  # φ(u) = u·root(u)
+        return complex(sp.N(h0, 30)), _reverse_numeric(phi)
+
+    @classmethod
+    def _orient(cls, tracker, m0, order, h0, b):
+        tail = [abs(c) ** (-1 / j) for j, c in enumerate(b) if j >= cls.TERMS // 2 and abs(c) > 0]
+        radius = min(tail) if tail else np.inf
+        for scale in 10.0 ** np.arange(-8, 0):  # a reference point inside the disc where float64 is good
+            zr = np.array([1j * scale * tracker.radius])
+            if abs((zr[0] / h0) ** (1 / order)) > radius / 4:
+                break
+            g, ok = tracker._continue(zr, tracker.roots)
+            if not ok[0] or tracker._condition(zr, g)[0] > 1e-10 * abs(g[0]):
+                continue
+            for k in range(order):
+                candidate = cls(m0, order, h0, b, np.exp(2j * np.pi * k / order), radius)
+                if abs(candidate(zr)[0] - g[0]) <= 1e-7 * abs(g[0]):
+                    return candidate
+        return None
+
+    def covers(self, z: np.ndarray) -> np.ndarray:
+        return np.abs(z / self.h0) ** (1 / self.order) <= self.radius / 4
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        t = (z / self.h0) ** (1 / self.order) * self.omega
+        u = np.polyval(self.coefficients[::-1], t)
+        return (1 + self.m0 + u) / z
+
+
+def _power_series(c: list, power: float, n: int) -> np.ndarray:
+    """(Σ c_j u^j)^power with c_0 = 1, n terms (J. C. P. Miller's recurrence)."""
+    a = np.zeros(n, dtype=complex)
+    a[0] = 1
+    for k in range(1, n):
+        a[k] = sum(((power + 1) * j - k) * c[j] * a[k - j] for j in range(1, k + 1)) / k
+    return a
+
+
+def _reverse_numeric(f: np.ndarray) -> np.ndarray:
+    """Coefficients of the compositional inverse of f = Σ f_j u^j (f_0 = 0, f_1 != 0)."""
+    n = f.size
+    g = np.zeros(n, dtype=complex)
+    g[1] = 1 / f[1]
+    for k in range(2, n):
+        total, power = np.zeros(n, dtype=complex), np.zeros(n, dtype=complex)
+        power[0] = 1
+        for j in range(1, k + 1):
+            power = np.convolve(power, g)[:n]
+            total += f[j] * power
+        g[k] = -total[k] / f[1]
+    return g
 
 
 def _match(roots: np.ndarray, previous: np.ndarray, z: np.ndarray, q: np.ndarray) -> tuple:
@@ -277,9 +421,12 @@ def algebraic_support(relation: Relation, tracker: RootTracker, density) -> Supp
     disc = sp.discriminant(poly_m) if poly_m.degree() > 1 else sp.Integer(1)
     poles = sorted({a for a in sp.Poly(lead, Z).real_roots() if a != 0}, key=float) \
         if sp.Poly(lead, Z).degree() > 0 else []
-    candidates = sorted(set(_real_roots(disc) + [float(a) for a in poles] + [0.0]))
+    # spurious far zeros (of the 40-digit rational form) are dropped: the support lies well within
+    # 100 times the moment radius max_k |m_k|^{1/k}
+    reach = 100 * tracker.radius
+    candidates = sorted({c for c in _real_roots(disc) + [float(a) for a in poles] + [0.0] if abs(c) <= reach})
     scale = max(tracker.radius, max((abs(c) for c in candidates), default=0.0), 1e-300)
-    atoms = _atoms(exact, tracker, poles, scale)
+    atoms = _atoms(exact, tracker, poles, scale, relation.poly.subs(Z, 0))
     atom_points = {a for a, _ in atoms}
     bands, pieces = [], []
     for lo, hi in zip(candidates[:-1], candidates[1:], strict=True):
@@ -307,24 +454,40 @@ def _nroots(poly: sp.Poly) -> list:
 
 
 def _residue(tracker: RootTracker, a: float, scale: float) -> tuple:
-    """(estimate of lim_{y→0} iy·G(a + iy), its tolerance) from the smallest height that the
-    continuation reaches (the expanded coefficients lose precision near multiple poles)."""
-    for y in (1e-9, 1e-7, 1e-5, 1e-3):
+    """(estimate of lim_{y→0} iy·G(a + iy), its tolerance): the value at the smaller of two heights
+    y, y/100 that the continuation reaches, the tolerance twice their difference (the a.c. part
+    contributes O(y^{1−α}) for a density diverging like |λ − a|^{−α})."""
+    values = []
+    for y in (1e-11, 1e-9, 1e-7, 1e-5, 1e-3):
         try:
-            value = (1j * y * scale * tracker.physical(np.array([a + 1j * y * scale]))[0]).real
+            values.append((1j * y * scale * tracker.physical(np.array([a + 1j * y * scale]))[0]).real)
         except NumericError:
             continue
-        return value, 1e-3 + 10 * np.sqrt(y)
-    raise NumericError(f"cannot continue the Stieltjes transform to the possible atom at {a:.6g}")
+        if len(values) == 2:
+            break
+    if len(values) < 2:
+        raise NumericError(f"cannot continue the Stieltjes transform to the possible atom at {a:.6g}")
+    return values[0], 2 * abs(values[0] - values[1]) + 1e-9
 
 
-def _atoms(exact: sp.Expr, tracker: RootTracker, poles: list, scale: float) -> list:
-    """Atoms at 0 (mass 1 + M(0 + i0), M(0) an exact root of P(0, ·)) and at the poles a != 0
+def _exact_roots(poly_m: sp.Expr) -> list:
+    """Roots of a polynomial in M with exact (possibly transcendental) coefficients, factor by factor."""
+    out = []
+    for factor, _ in sp.factor_list(poly_m, M_)[1] if poly_m.has(M_) else []:
+        if sp.Poly(factor, M_).degree() <= 2:
+            out += [complex(sp.N(r, 30)) for r in sp.solve(factor, M_)]
+        else:
+            out += [complex(r) for r in _nroots(sp.Poly(sp.N(factor, 40), M_))]
+    return out
+
+
+def _atoms(exact: sp.Expr, tracker: RootTracker, poles: list, scale: float, at_zero: sp.Expr) -> list:
+    """Atoms at 0 (mass 1 + M(0 + i0), M(0) an exact root of ``at_zero`` = P(0, ·)) and at the poles a != 0
     (mass u/a for the roots u of the lowest-order coefficient of P(a + v, u/v)·v^d), each exact
     candidate accepted only when it agrees with the continued value within its tolerance."""
     atoms = []
     estimate, tol = _residue(tracker, 0.0, scale)
-    roots0 = [1 + complex(r).real for r in _nroots(sp.Poly(exact.subs(Z, 0), M_))] if exact.has(M_) else []
+    roots0 = [1 + r.real for r in _exact_roots(at_zero)]
     close = [m for m in roots0 if abs(m - estimate) < tol]
     if close and min(close, key=lambda m: abs(m - estimate)) > 1e-13:
         atoms.append((0.0, float(min(close, key=lambda m: abs(m - estimate)))))

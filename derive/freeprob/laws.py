@@ -157,7 +157,8 @@ class SpectralLaw:
         return rho.reshape(x.shape)
 
     def _density_off_zero(self, x: np.ndarray) -> np.ndarray:
-        return np.maximum(-self._g_upper(x.astype(complex)).imag / np.pi, 0.0)
+        rho = -self._g_upper(x.astype(complex)).imag / np.pi
+        return np.where(np.isnan(rho), np.nan, np.maximum(rho, 0.0))
 
     def _density_at_zero(self) -> float:
         support = self.support()
@@ -272,7 +273,7 @@ class Atomic(SpectralLaw):
 
     @property
     def name(self) -> str:
-        return " + ".join(f"{p}·δ({a})" for a, p in self.points)
+        return " + ".join(f"{p}·δ({a})" if p.is_Atom else f"({p})·δ({a})" for a, p in self.points)
 
     @cached_property
     def relation(self) -> Relation:
