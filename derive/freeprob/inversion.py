@@ -37,7 +37,7 @@ from derive.freeprob.relation import G_, M_, Z, Relation
 
 MASS_TOL = 1e-8
 _ACCEPT = 0.3
-_RELIABLE = 1e-10
+_RELIABLE = 1e-8
 _COINCIDE = 1e-6
 
 
@@ -174,22 +174,23 @@ class RootTracker:
     def physical(self, z) -> np.ndarray:
         """G(z) on the physical branch for z with Im z >= 0 (boundary values at Im z = 0).
 
-        Where the float64 root is ill-conditioned (its first-order error bound exceeds
-        ``_RELIABLE``·|G|: roots clustering at an atom at 0) the Puiseux series of
-        :class:`ClusterSeries` is used inside its disc of convergence, elsewhere nan.
+        Inside the disc of the Puiseux series of :class:`ClusterSeries` (roots clustering at 0)
+        that series is used; elsewhere a float64 root whose first-order error bound exceeds
+        ``_RELIABLE``·|G| is returned as nan.
         """
         z = np.asarray(z, dtype=complex).ravel()
-        g, ok = self._continue(z, self.roots)
-        g = np.where(ok, self._polish(z, g), g)
-        with np.errstate(all="ignore"):
-            ok &= self._condition(z, g) <= _RELIABLE * np.abs(g)
-        bad = np.flatnonzero(~ok)
-        if bad.size:
-            g[bad] = complex(np.nan, np.nan)
-            series = self._cluster
-            if series is not None:
-                inside = series.covers(z[bad])
-                g[bad[inside]] = series(z[bad[inside]])
+        g = np.full(z.size, complex(np.nan, np.nan))
+        series = self._cluster
+        inside = series.covers(z) if series is not None else np.zeros(z.size, dtype=bool)
+        if inside.any():  # within its disc the series is accurate to (1/2)^TERMS: no continuation
+            g[inside] = series(z[inside])
+        rest = np.flatnonzero(~inside)
+        if rest.size:
+            gr, ok = self._continue(z[rest], self.roots)
+            gr = np.where(ok, self._polish(z[rest], gr), gr)
+            with np.errstate(all="ignore"):
+                ok &= self._condition(z[rest], gr) <= _RELIABLE * np.abs(gr)
+            g[rest[ok]] = gr[ok]
         return g
 
     @cached_property
@@ -278,7 +279,7 @@ class ClusterSeries:
     M(0) = M₀ is an L-fold zero of f (an atom at 0 of a free product, e.g. of D² for ReLU:
     Pennington, Schoenholz & Ganguli 2018, sec. 4): f(M₀ + u) = u^L h(M₀ + u), h(M₀) != 0, so
     t = (z/h(M₀))^{1/L} ω = u (h(M₀ + u)/h(M₀))^{1/L} is inverted as a power series u(t)
-    (``TERMS`` terms, used for |t| <= R/4, R the radius estimated from the coefficients); the root of
+    (``TERMS`` terms, used for |t| <= R/2, R the radius estimated from the coefficients); the root of
     unity ω is the one whose value agrees with the float64 continuation at a reference point.
     There the L roots of P(z, ·) near M₀ are spaced by |t| and float64 cannot separate them."""
 
@@ -289,7 +290,7 @@ class ClusterSeries:
     omega: complex
     radius: float
 
-    TERMS = 24
+    TERMS = 60
 
     @classmethod
     def build(cls, tracker: RootTracker):
@@ -311,16 +312,22 @@ class ClusterSeries:
 
     @classmethod
     def _series(cls, num, den, m0, order):
-        u = sp.Symbol("u")
-        h = sp.cancel(num / (M_ - m0) ** order / den)
-        h0 = h.subs(M_, m0)
-        if h0 == 0 or not h0.is_finite:
+        quotient, rest = sp.div(sp.Poly(num, M_), sp.Poly((M_ - m0) ** order, M_))
+        den = sp.Poly(den, M_)
+        if not rest.is_zero or den.eval(m0) == 0:
             return None
-        ratio = sp.series(sp.N(h.subs(M_, m0 + u) / h0, 30), u, 0, cls.TERMS).removeO()
-        poly = [complex(ratio.coeff(u, j)) for j in range(cls.TERMS)]
-        root = _power_series(poly, 1 / order, cls.TERMS)  # (h/h0)^{1/L}
+        # Taylor coefficients of h(m0 + u) = quotient/den, ascending, by series division
+        u = sp.Symbol("u")
+        top, bottom = (np.array([complex(sp.N(c, 30)) for c in
+                                 reversed(sp.Poly(sp.expand(p.as_expr().subs(M_, m0 + u)), u).all_coeffs())])
+                       for p in (quotient, den))
+        h = np.zeros(cls.TERMS, dtype=complex)
+        for k in range(cls.TERMS):
+            known = sum(bottom[j] * h[k - j] for j in range(1, min(k, bottom.size - 1) + 1))
+            h[k] = ((top[k] if k < top.size else 0) - known) / bottom[0]
+        root = _power_series(list(h / h[0]), 1 / order, cls.TERMS)  # (h/h0)^{1/L}
         phi = np.concatenate([[0], root[:cls.TERMS - 1]])  # φ(u) = u·root(u)
-        return complex(sp.N(h0, 30)), _reverse_numeric(phi)
+        return h[0], _reverse_numeric(phi)
 
     @classmethod
     def _orient(cls, tracker, m0, order, h0, b):
@@ -328,22 +335,24 @@ class ClusterSeries:
         radius = min(tail) if tail else np.inf
         for scale in 10.0 ** np.arange(-8, 0):  # a reference point inside the disc where float64 is good
             zr = np.array([1j * scale * tracker.radius])
-            if abs((zr[0] / h0) ** (1 / order)) > radius / 4:
+            if abs((zr[0] / h0) ** (1 / order)) > radius / 2:
                 break
             g, ok = tracker._continue(zr, tracker.roots)
-            if not ok[0] or tracker._condition(zr, g)[0] > 1e-10 * abs(g[0]):
+            if not ok[0] or tracker._condition(zr, g)[0] > 1e-8 * abs(g[0]):
                 continue
-            for k in range(order):
+            for k in range(order):  # the L choices differ by O(|t|): far more than 1e-6
                 candidate = cls(m0, order, h0, b, np.exp(2j * np.pi * k / order), radius)
-                if abs(candidate(zr)[0] - g[0]) <= 1e-7 * abs(g[0]):
+                if abs(candidate(zr)[0] - g[0]) <= 1e-6 * abs(g[0]):
                     return candidate
         return None
 
     def covers(self, z: np.ndarray) -> np.ndarray:
-        return np.abs(z / self.h0) ** (1 / self.order) <= self.radius / 4
+        return np.abs(z / self.h0) ** (1 / self.order) <= self.radius / 2
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        t = (z / self.h0) ** (1 / self.order) * self.omega
+        # a branch of (z/h₀)^{1/L} continuous on the closed upper half plane (arg z in [0, π])
+        t = np.abs(z / self.h0) ** (1 / self.order) * self.omega \
+            * np.exp(1j * (np.angle(z) - np.angle(self.h0)) / self.order)
         u = np.polyval(self.coefficients[::-1], t)
         return (1 + self.m0 + u) / z
 
