@@ -131,7 +131,11 @@ class DerivativeLaw(SpectralLaw):
         out_m, out_dm = np.empty_like(chi), np.empty_like(chi)
         todo = np.arange(chi.size)
         previous = None
-        for level in range(10):
+        # panels of width ~10× the distance of χ to [d_min, d_max] resolve 1/(χ − d): start near there
+        lo, hi = self._range
+        dist = np.abs(chi - np.clip(chi.real, lo, hi)).min(initial=np.inf)
+        start = int(np.clip(np.floor(np.log2(2 * _REACH / 8 / (10 * dist + 1e-300))), 0, 9)) if chi.size else 0
+        for level in range(max(start - 1, 0), 11):
             d, w = self._nodes(level)
             inv = 1 / (chi[todo, None] - d)
             m = (d * inv) @ w
@@ -150,6 +154,11 @@ class DerivativeLaw(SpectralLaw):
     def _g_upper(self, z: np.ndarray) -> np.ndarray:
         m, _ = self._m_and_derivative(z)
         return (1 + m) / z
+
+    @cached_property
+    def _range(self) -> tuple:
+        _, d = self._grid
+        return float(d.min()), float(d.max())
 
     @cached_property
     def _grid(self) -> tuple:
