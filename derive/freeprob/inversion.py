@@ -37,7 +37,7 @@ from derive.freeprob.relation import G_, M_, Z, Relation
 
 MASS_TOL = 1e-8
 _ACCEPT = 0.3
-_RELIABLE = 1e-8
+_RELIABLE = 1e-2
 _COINCIDE = 1e-6
 
 
