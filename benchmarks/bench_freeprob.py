@@ -36,7 +36,8 @@ def reference_error(J, x, rho, n=50):
     with mp.workdps(40):
         for i in np.linspace(0, x.size - 1, n).astype(int):
             g0 = J.stieltjes(np.array([x[i] + 0j]))[0]
-            g = mp.findroot(lambda g: f(mp.mpf(x[i]), g), mp.mpc(g0.real, g0.imag))
+            xi = mp.mpf(x[i])
+            g = mp.findroot(lambda g, xi=xi: f(xi, g), mp.mpc(g0.real, g0.imag))
             worst = max(worst, abs(float(-mp.im(g) / mp.pi) - rho[i]))
     return worst
 

@@ -29,7 +29,7 @@ def test_marchenko_pastur_stieltjes_against_mpmath(gamma):
     atom = max(0, 1 - 1 / mp.mpf(gamma))
     for z in [2 + 1j, -1 + 0.5j, 0.3 + 0.01j, 10.0 + 0j]:
         points = [lo, *([mp.mpf(z.real)] if lo < z.real < hi else []), hi]
-        ref = mp.quad(lambda t: rho(t) / (z - t), points) + atom / z
+        ref = mp.quad(lambda t, z=z: rho(t) / (z - t), points) + atom / z
         assert abs(law.stieltjes(np.array([z]))[0] - complex(ref)) < 1e-12 * (1 + abs(complex(ref)))
 
 
@@ -74,7 +74,8 @@ def test_density_integrates_to_the_moments(law):
                                   ("linear", "gaussian", 2)])
 def test_jacobian_density_integrates_to_the_moments(args):
     act, weights, depth = args
-    J = derive.jacobian_spectrum(act, depth=depth, weights=weights, sigma_b2=0.05 if act == "hard_tanh" else 0)
+    sb = 0.05 if act == "hard_tanh" else 0
+    J = derive.jacobian_spectrum(act, depth=depth, weights=weights, sigma_b2=sb)
     # the support's own check (tanh-sinh) and mpmath's both give mass 1 and the moments
     assert abs(J.support().mass - 1) < 1e-8
     _mp_moment_check(J.law, 2, 1e-8, dps=30)  # divergent at 0: mpmath needs its full depth
@@ -143,7 +144,8 @@ def test_jacobian_mean_and_variance_against_random_products(act, weights):
     sb = 0.0 if act in ("relu", "linear") else 0.05
     J = derive.jacobian_spectrum(act, depth=3, weights=weights, sigma_b2=sb)
     seeds = range(4)
-    eig = [_jacobian_eigenvalues(act, float(J.sigma_w2), sb, 3, weights, float(J.q_star), 500, s) for s in seeds]
+    eig = [_jacobian_eigenvalues(act, float(J.sigma_w2), sb, 3, weights, float(J.q_star), 500, s)
+           for s in seeds]
     means = np.array([e.mean() for e in eig])
     variances = np.array([e.var() for e in eig])
     for values, theory in ((means, float(J.mean)), (variances, float(J.variance))):
@@ -165,7 +167,8 @@ def _theory_cdf(J, x):
     return np.interp(x, lam, cum) + sum(m * (x >= a - 1e-9) for a, m in atoms)
 
 
-@pytest.mark.parametrize("act,weights", [("relu", "gaussian"), ("hard_tanh", "orthogonal"), ("linear", "gaussian")])
+@pytest.mark.parametrize("act,weights",
+                         [("relu", "gaussian"), ("hard_tanh", "orthogonal"), ("linear", "gaussian")])
 def test_jacobian_density_against_pooled_eigenvalues(act, weights):
     sb = 0.05 if act == "hard_tanh" else 0.0
     J = derive.jacobian_spectrum(act, depth=3, weights=weights, sigma_b2=sb)
@@ -190,7 +193,8 @@ def test_dynamical_isometry_verdicts():
     assert derive.jacobian_spectrum("linear", depth=50, weights="orthogonal").isometry.verdict.startswith(
         "dynamical isometry")
     assert "linearly" in derive.jacobian_spectrum("relu", depth=10, weights="orthogonal").isometry.verdict
-    small_q = derive.jacobian_spectrum("hard_tanh", sigma_w2=1.05, sigma_b2=1e-6, depth=10, weights="orthogonal")
+    small_q = derive.jacobian_spectrum("hard_tanh", sigma_w2=1.05, sigma_b2=1e-6, depth=10,
+                                       weights="orthogonal")
     assert small_q.isometry.verdict.startswith("approximate")
     growth = derive.jacobian_spectrum("relu", depth=1).max_eigenvalue_growth([1, 2, 4])
     assert np.all(np.diff(growth) > 0)
@@ -216,4 +220,4 @@ def test_bad_input():
     with pytest.raises(DomainError, match="Dirac"):
         derive.derivative_law("step", 1)
     with pytest.raises(DomainError, match="mean 0"):
-        derive.Semicircle(1).S
+        _ = derive.Semicircle(1).S

@@ -16,5 +16,21 @@ from derive.freeprob.laws import (
     weight_law,
 )
 
-__all__ = ["DynamicalIsometry", "JacobianSpectrum", "jacobian_spectrum", "DerivativeLaw", "derivative_law", "AlgebraicLaw", "Atomic", "MarchenkoPastur", "PointMass", "Semicircle", "SpectralLaw",
-           "TwoPoint", "affine", "free_product", "free_sum", "weight_law"]
+__all__ = [
+    "DynamicalIsometry",
+    "JacobianSpectrum",
+    "jacobian_spectrum",
+    "DerivativeLaw",
+    "derivative_law",
+    "AlgebraicLaw",
+    "Atomic",
+    "MarchenkoPastur",
+    "PointMass",
+    "Semicircle",
+    "SpectralLaw",
+    "TwoPoint",
+    "affine",
+    "free_product",
+    "free_sum",
+    "weight_law",
+]

@@ -35,9 +35,9 @@ import numpy as np
 import sympy as sp
 
 from derive.errors import DomainError, NumericError
-from derive.freeprob.inversion import MASS_TOL, Support, tanh_sinh
+from derive.freeprob.inversion import Support
 from derive.freeprob.laws import AlgebraicLaw, SpectralLaw, exact
-from derive.freeprob.relation import M_, W, affine_relation, product_relation, sum_relation
+from derive.freeprob.relation import M_, affine_relation, product_relation, sum_relation
 from derive.freeprob.series import (
     affine_moments,
     free_cumulants,
@@ -119,8 +119,8 @@ def free_sum(*laws) -> SpectralLaw:
     label, tex = _label(groups, "⊞", r"\boxplus")
 
     def moments(k: int) -> list:
-        kappas = [sum(k_ * c for (_, k_), c in zip(groups, column, strict=True))
-                  for column in zip(*(free_cumulants(list(law.moments(k))) for law, _ in groups), strict=True)]
+        columns = zip(*(free_cumulants(list(law.moments(k))) for law, _ in groups), strict=True)
+        kappas = [sum(k_ * c for (_, k_), c in zip(groups, column, strict=True)) for column in columns]
         return moments_from_cumulants(kappas)
 
     if any(law.relation is None for law in laws):

@@ -13,8 +13,8 @@ points and refined by bisection.
 
 >>> import derive
 >>> derive.derivative_law("relu", 1)
-1/2·δ(1) + 1/2·δ(0)
->>> derive.derivative_law("hard_tanh", "1/2").points[0][1]
+1/2·δ(0) + 1/2·δ(1)
+>>> derive.derivative_law("hard_tanh", "1/2").points[1][1]
 erf(1)
 """
 
@@ -87,7 +87,8 @@ class DerivativeLaw(SpectralLaw):
         return f"D²({self.act.name}, q={self.q})"
 
     def _tex(self, printer) -> str:
-        return rf"\mathcal{{L}}\left({printer._print(self.act.derivative(X) ** 2)},\ x \sim \mathcal{{N}}(0, {printer._print(self.q)})\right)"
+        d2, q = printer._print(self.act.derivative(X) ** 2), printer._print(self.q)
+        return rf"\mathcal{{L}}\left({d2},\ x \sim \mathcal{{N}}(0, {q})\right)"
 
     def _moment_list(self, k: int) -> list:
         return [derivative_moment(self.act, self.q, j) for j in range(1, k + 1)]
@@ -134,7 +135,8 @@ class DerivativeLaw(SpectralLaw):
         # panels of width ~10× the distance of χ to [d_min, d_max] resolve 1/(χ − d): start near there
         lo, hi = self._range
         dist = np.abs(chi - np.clip(chi.real, lo, hi)).min(initial=np.inf)
-        start = int(np.clip(np.floor(np.log2(2 * _REACH / 8 / (10 * dist + 1e-300))), 0, 9)) if chi.size else 0
+        wanted = np.log2(2 * _REACH / 8 / (10 * dist + 1e-300))
+        start = int(np.clip(np.floor(wanted), 0, 9)) if chi.size else 0
         for level in range(max(start - 1, 0), 11):
             d, w = self._nodes(level)
             inv = 1 / (chi[todo, None] - d)
@@ -142,7 +144,8 @@ class DerivativeLaw(SpectralLaw):
             dm = -((d * inv**2) @ w)
             if previous is not None:
                 pm, pdm = previous
-                done = (np.abs(m - pm) <= RTOL * (1 + np.abs(m))) & (np.abs(dm - pdm) <= 1e-9 * (1 + np.abs(dm)))
+                done = (np.abs(m - pm) <= RTOL * (1 + np.abs(m))) \
+                    & (np.abs(dm - pdm) <= 1e-9 * (1 + np.abs(dm)))
                 out_m[todo[done]], out_dm[todo[done]] = m[done], dm[done]
                 todo, m, dm = todo[~done], m[~done], dm[~done]
                 if todo.size == 0:

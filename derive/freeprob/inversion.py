@@ -6,11 +6,14 @@ branch point, contradicting analyticity in C⁺).  At height y ≫ the support r
 root near m_1/z (|M − m_1/z| = O(|z|⁻²), the others stay O(1) or grow).  From there it is followed
 down the vertical line Re z + iy, y ↓ Im z (or ↓ 0 for the boundary value on the real axis),
 in the variable G (the equation P(z, zG − 1) = 0; M-form and G-form roots correspond one to one
-for z != 0, and G stays well conditioned at z = 0, where M = −1 may be a double root): all d roots are computed at every level (companion eigenvalues), and the step is accepted only
-when the root nearest the previous value is closer than 0.3 times the second nearest — else the
-step is refined (a root that cannot be separated from another by 1e-6 (relative) is a double root there and
-the one with the smaller Im G is kept, and either is the same to that accuracy).  At the end the root is polished by Newton's method on
-the unexpanded P.  Boundary value: ρ(λ) = −Im G(λ + i0)/π
+for z != 0, and G stays well conditioned at z = 0, where M = −1 may be a double root): all d
+roots are computed at every level (companion eigenvalues); roots violating the Herglotz bounds
+Im G < 0, |G| <= 1/Im z are excluded, and the step is accepted only when the remaining root
+nearest the previous value (distance measured in qG, q vanishing at the possible atoms) is closer
+than 0.3 times the second nearest — else the step is refined (two roots that coincide to 1e-6
+relative are a double root: the one with the smaller Im G is kept, and either is the same to that
+accuracy).  At the end the root is polished by Newton's method on the unexpanded P.
+Boundary value: ρ(λ) = −Im G(λ + i0)/π
 (Pennington, Schoenholz & Ganguli 2017, eq. 4).
 
 **Support.**  The density can change between zero and non-zero only where two roots of P(λ, ·)
@@ -33,7 +36,7 @@ import numpy as np
 import sympy as sp
 
 from derive.errors import NumericError
-from derive.freeprob.relation import G_, M_, Z, Relation
+from derive.freeprob.relation import G_, M_, Relation, Z
 
 MASS_TOL = 1e-8
 _ACCEPT = 0.3

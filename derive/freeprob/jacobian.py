@@ -16,7 +16,7 @@ tanh or hard-tanh at small q*) keeps the spread O(1) up to depth ~1/κ, Gaussian
 >>> import derive
 >>> J = derive.jacobian_spectrum("relu", depth=3)   # critical point σ_w² = 2, σ_b² = 0
 >>> J.S
-(w + 1/2)**(-3)/8
+(2*w + 1)**(-3)
 >>> J.mean, J.variance
 (1, 6)
 >>> J.isometry.verdict
@@ -38,7 +38,6 @@ from derive.freeprob.derivative import derivative_law
 from derive.freeprob.engine import critical_point, derivative_moment
 from derive.freeprob.engine import q_star as fixed_point
 from derive.freeprob.laws import SpectralLaw, exact, weight_law
-from derive.freeprob.relation import W
 
 _S1 = {"gaussian": -1, "orthogonal": 0}
 
@@ -62,7 +61,8 @@ class DynamicalIsometry:
         if k * self.depth <= 1:
             return (f"approximate dynamical isometry: spread κL = {k * self.depth:.3g} = O(1) up to "
                     f"depth ~1/κ = {1 / k:.3g}")
-        return f"spread grows linearly with depth (κ = {sp.nsimplify(self.slope) if self.slope.is_Rational else f'{k:.4g}'})"
+        slope = self.slope if self.slope.is_Rational else f"{k:.4g}"
+        return f"spread grows linearly with depth (κ = {slope})"
 
 
 def _depth(depth) -> int:

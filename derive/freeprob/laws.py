@@ -33,7 +33,7 @@ import sympy as sp
 
 from derive.errors import DomainError
 from derive.freeprob.inversion import RootTracker, Support, algebraic_support
-from derive.freeprob.relation import G_, M_, Z, Relation
+from derive.freeprob.relation import G_, M_, Relation, Z
 
 
 def exact(value, name: str, *, positive: bool = False, probability: bool = False) -> sp.Expr:

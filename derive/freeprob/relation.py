@@ -19,8 +19,8 @@ result satisfies to the order of its degree (checked exactly).
 >>> import sympy as sp
 >>> from derive.freeprob.relation import Relation, M_, Z
 >>> mp = Relation.from_inverse((1 + M_)**2 / M_)        # Marchenko–Pastur, ratio 1: M⁻¹(w) = (1 + w)²/w
->>> sp.factor(mp.poly)
--(M**2 - M*z + 2*M + 1)
+>>> mp.poly
+-M**2 + M*z - 2*M - 1
 >>> mp.explicit("S")
 1/(w + 1)
 """
@@ -147,7 +147,7 @@ class Relation:
             if sp.Poly(factor, f).degree() <= 2:
                 chosen = [r for r in sp.solve(factor, f) if _on_branch(name, r, moments)]
                 if len(chosen) == 1:
-                    return sp.simplify(chosen[0])
+                    return sp.factor(sp.simplify(chosen[0]))
         return self.implicit(name)
 
     def matches(self, moments: list) -> bool:
