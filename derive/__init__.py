@@ -51,7 +51,6 @@ _LAZY = {
     "derivative_law": "derive.freeprob",
     "jacobian_spectrum": "derive.freeprob",
     "ck_spectrum": "derive.freeprob",
-    "ntk_spectrum": "derive.freeprob",
 }
 
 __all__ = [

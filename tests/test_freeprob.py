@@ -156,7 +156,7 @@ def test_jacobian_mean_and_variance_against_random_products(act, weights):
 def _theory_cdf(J, x):
     """F(x) = atom mass at or below x + ∫_0^x ρ, by the cumulative trapezoid rule in s with
     λ = λ_max s⁴ (resolves the divergence at 0) on 4001 points."""
-    upper = J.max_eigenvalue
+    upper = J.support().upper
     s = np.linspace(0, 1, 4001)[1:]
     lam = upper * s**4
     rho = np.nan_to_num(J.density(lam))
@@ -174,19 +174,43 @@ def test_jacobian_density_against_pooled_eigenvalues(act, weights):
     J = derive.jacobian_spectrum(act, depth=3, weights=weights, sigma_b2=sb)
     pooled = np.sort(np.concatenate([_jacobian_eigenvalues(act, float(J.sigma_w2), sb, 3, weights,
                                                            float(J.q_star), 500, s) for s in range(4)]))
-    for a, _ in J.support().atoms:  # eigenvalues at an atom agree to rounding: make them ties
-        pooled = np.where(np.abs(pooled - a) < 1e-8 * (1 + a), a, pooled)
+    ks = _ks(J.law, pooled)
     n = pooled.size
-    values, counts = np.unique(pooled, return_counts=True)  # the atom at 0 is a tie
-    cdf = _theory_cdf(J, values)
-    cdf_below = cdf - sum(m * np.isclose(values, a, atol=1e-9) for a, m in J.support().atoms)
-    empirical_hi = np.cumsum(counts) / n
-    empirical_lo = empirical_hi - counts / n
-    ks = max(np.max(np.abs(empirical_hi - cdf)), np.max(np.abs(cdf_below - empirical_lo)))
     # Kolmogorov's threshold at level 1e-3 for n i.i.d. samples: sqrt(ln(2/α)/(2n)); eigenvalues
     # repel, so their empirical CDF is closer to the limit than i.i.d. samples: conservative.
     threshold = math.sqrt(math.log(2 / 1e-3) / (2 * n))
     assert ks < threshold, (ks, threshold)
+
+
+def _ks(law, pooled):
+    """Kolmogorov–Smirnov distance between pooled eigenvalues and the law (ties at atoms)."""
+    for a, _ in law.support().atoms:  # eigenvalues at an atom agree to rounding: make them ties
+        pooled = np.where(np.abs(pooled - a) < 1e-8 * (1 + a), a, pooled)
+    values, counts = np.unique(pooled, return_counts=True)
+    cdf = _theory_cdf(law, values)
+    cdf_below = cdf - sum(m * np.isclose(values, a, atol=1e-9) for a, m in law.support().atoms)
+    hi = np.cumsum(counts) / pooled.size
+    return max(np.max(np.abs(hi - cdf)), np.max(np.abs(cdf_below - (hi - counts / pooled.size))))
+
+
+def test_conjugate_kernel_against_random_networks():
+    # Fan & Wang 2020, Theorem 3.4, one hidden layer of the normalised ReLU; n = 1000 samples,
+    # d0 = d1 = 2000; input Gram X0ᵀX0 with N(0, 1/d0) entries: MP(1/2)
+    act = "(Max(0,x) - 1/sqrt(2*pi))/sqrt(1/2 - 1/(2*pi))"
+    law = derive.ck_spectrum(act, derive.MarchenkoPastur(sp.Rational(1, 2)), [sp.Rational(1, 2)])
+    n, d = 1000, 2000
+    pooled = []
+    for seed in range(2):
+        rng = np.random.default_rng(seed)
+        x0 = rng.normal(0, 1 / math.sqrt(d), (d, n))
+        pre = rng.normal(size=(d, d)) @ x0
+        x1 = (np.maximum(pre, 0) - 1 / math.sqrt(2 * math.pi)) / math.sqrt(0.5 - 0.5 / math.pi) / math.sqrt(d)
+        pooled.append(np.linalg.eigvalsh(x1.T @ x1))
+    pooled = np.concatenate(pooled)
+    threshold = math.sqrt(math.log(2 / 1e-3) / (2 * pooled.size))
+    assert _ks(law, pooled) < threshold
+    with pytest.raises(DomainError, match="E σ"):
+        derive.ck_spectrum("tanh", derive.MarchenkoPastur(1), [1])
 
 
 def test_dynamical_isometry_verdicts():
