@@ -67,6 +67,16 @@ _LAZY = {
     "Dropout": "derive.layers",
     "LayerNorm": "derive.layers",
     "MeanField": "derive.meanfield",
+    "MarchenkoPastur": "derive.freeprob",
+    "Semicircle": "derive.freeprob",
+    "PointMass": "derive.freeprob",
+    "TwoPoint": "derive.freeprob",
+    "weight_law": "derive.freeprob",
+    "free_product": "derive.freeprob",
+    "free_sum": "derive.freeprob",
+    "derivative_law": "derive.freeprob",
+    "jacobian_spectrum": "derive.freeprob",
+    "ck_spectrum": "derive.freeprob",
 }
 
 __all__ = [

@@ -1,0 +1,51 @@
+"""The few calls `derive.freeprob` makes into the mean-field engine, in one place (so that the
+engine underneath can be replaced): Gaussian moments of φ′², the fixed point q* and the critical
+point.
+
+>>> from derive.freeprob.engine import derivative_moment
+>>> derivative_moment("relu", 1, 2)
+1/2
+"""
+
+from __future__ import annotations
+
+import math
+
+import sympy as sp
+
+from derive.activations import activation as make_activation
+from derive.errors import NoFixedPointError
+from derive.symbols import x
+
+
+def derivative_moment(act, q, k: int) -> sp.Expr:
+    """μ_k = E[φ′(h)^{2k}], h ~ N(0, q): a closed form or an unevaluated GaussianExpectation."""
+    from derive.gaussian import expect
+
+    act = make_activation(act)
+    return expect(act.derivative(x) ** (2 * k), x, q)
+
+
+def q_star(act, sigma_w2: float, sigma_b2: float) -> float:
+    """The fixed point q* of the variance map (from q⁰ = 1 where every q is fixed)."""
+    from derive.meanfield import MeanField
+
+    value = float(MeanField(make_activation(act)).q_star(float(sigma_w2), float(sigma_b2), q0=1.0))
+    if not (math.isfinite(value) and value > 0):
+        raise NoFixedPointError(
+            f"the variance map of {make_activation(act).name} at sigma_w2={sigma_w2}, sigma_b2={sigma_b2} "
+            f"has no finite positive fixed point (q -> {value}): lower sigma_w2 (ordered side) or "
+            "pass q_star= explicitly")
+    return value
+
+
+def critical_point(act, sigma_b2: float) -> tuple:
+    """(σ_w², q*) on the critical line χ₁ = 1 at the given σ_b²; q* = 0 (every q fixed, as for
+    ReLU or linear at σ_b² = 0) is replaced by the fixed point reached from q⁰ = 1."""
+    from derive.meanfield import MeanField
+
+    point = MeanField(make_activation(act)).critical_point(float(sigma_b2))
+    qs = float(point.q_star)
+    if qs == 0:
+        qs = q_star(act, point.sigma_w2, sigma_b2)
+    return float(point.sigma_w2), qs

@@ -1,0 +1,247 @@
+"""derive.freeprob: transforms against mpmath, densities integrating to their moments, Jacobian
+spectra against eigenvalues of actual random products, bad input."""
+
+import math
+
+import mpmath as mp
+import numpy as np
+import pytest
+import sympy as sp
+
+import derive
+from derive.errors import DomainError, NoFixedPointError
+from derive.freeprob import affine
+from derive.freeprob.relation import W, g_
+
+mp.mp.dps = 30
+
+
+def _mp_mp_density(gamma, v):
+    """Marchenko–Pastur a.c. density written out (Marchenko & Pastur 1967)."""
+    lo, hi = v * (1 - mp.sqrt(gamma)) ** 2, v * (1 + mp.sqrt(gamma)) ** 2
+    return (lambda t: mp.sqrt((hi - t) * (t - lo)) / (2 * mp.pi * gamma * v * t)), lo, hi
+
+
+@pytest.mark.parametrize("gamma", [sp.Rational(1, 2), 1, 2])
+def test_marchenko_pastur_stieltjes_against_mpmath(gamma):
+    law = derive.MarchenkoPastur(gamma, sp.Rational(3, 2))
+    rho, lo, hi = _mp_mp_density(mp.mpf(gamma), mp.mpf(1.5))
+    atom = max(0, 1 - 1 / mp.mpf(gamma))
+    for z in [2 + 1j, -1 + 0.5j, 0.3 + 0.01j, 10.0 + 0j]:
+        points = [lo, *([mp.mpf(z.real)] if lo < z.real < hi else []), hi]
+        ref = mp.quad(lambda t, z=z: rho(t) / (z - t), points) + atom / z
+        assert abs(law.stieltjes(np.array([z]))[0] - complex(ref)) < 1e-12 * (1 + abs(complex(ref)))
+
+
+def test_s_and_r_transforms_satisfy_voiculescu_identity():
+    # S(w) R(w S(w)) = 1 for laws with an S-transform (Voiculescu; Nica & Speicher, Lecture 18)
+    for law in [derive.MarchenkoPastur(2, 3), derive.MarchenkoPastur(sp.Rational(1, 3)), derive.PointMass(5),
+                derive.TwoPoint(sp.Rational(1, 4), 1, 3)]:
+        s, r = law.S, law.R
+        for w in [sp.Rational(1, 10), sp.Rational(-1, 7), sp.Rational(1, 5)]:
+            sw = s.subs(W, w)
+            assert abs(complex(sp.N(sw * r.subs(g_, w * sw), 40)) - 1) < 1e-25
+
+
+def _mp_moment_check(law, k_max, tol, dps=18):
+    """Moments and mass from integrating the float64 density with mpmath quadrature (split at
+    the edges), plus the atoms, against the exact moments."""
+    support = law.support()
+    exact = [float(m) for m in law.moments(k_max)]
+
+    def rho(t):
+        return mp.mpf(float(law.density(np.array([float(t)]))[0]))
+
+    for k in range(0, k_max + 1):
+        with mp.workdps(dps):  # float64 density: mpmath's rule (depth at singular ends) is the point
+            total = sum(mp.quad(lambda t, k=k: t**k * rho(t), [a, b]) for a, b in support.bands)
+        total += sum(m * a**k for a, m in support.atoms)
+        target = 1.0 if k == 0 else exact[k - 1]
+        assert abs(float(total) - target) < tol * max(1.0, abs(target)), (law, k, float(total), target)
+
+
+@pytest.mark.parametrize("law", [
+    derive.MarchenkoPastur(2), derive.MarchenkoPastur(sp.Rational(1, 2), 2), derive.Semicircle(3),
+    derive.free_product(derive.MarchenkoPastur(sp.Rational(1, 2)), derive.TwoPoint(sp.Rational(1, 3), 1, 2)),
+    derive.free_sum(derive.MarchenkoPastur(sp.Rational(1, 2)), derive.Semicircle(1)),
+    affine(derive.MarchenkoPastur(2), sp.Rational(1, 2), 3),
+], ids=["mp2", "mp-half", "semicircle", "mp-x-twopoint", "mp+semicircle", "affine-mp"])
+def test_density_integrates_to_the_moments(law):
+    _mp_moment_check(law, 3, 1e-10)
+
+
+@pytest.mark.parametrize("args", [("relu", "gaussian", 3), ("hard_tanh", "orthogonal", 2),
+                                  ("linear", "gaussian", 2)])
+def test_jacobian_density_integrates_to_the_moments(args):
+    act, weights, depth = args
+    sb = 0.05 if act == "hard_tanh" else 0
+    J = derive.jacobian_spectrum(act, depth=depth, weights=weights, sigma_b2=sb)
+    # the support's own check (tanh-sinh) and mpmath's both give mass 1 and the moments
+    assert abs(J.support().mass - 1) < 1e-8
+    _mp_moment_check(J.law, 2, 1e-8, dps=30)  # divergent at 0: mpmath needs its full depth
+
+
+def test_known_variances_at_criticality():
+    # Pennington et al. 2017: ReLU at criticality, σ²/m₁² = 2L (Gaussian), L (orthogonal)
+    for depth in (1, 4, 16):
+        assert derive.jacobian_spectrum("relu", depth=depth).variance == 2 * depth
+        assert derive.jacobian_spectrum("relu", depth=depth, weights="orthogonal").variance == depth
+        assert derive.jacobian_spectrum("linear", depth=depth, weights="orthogonal").variance == 0
+    J = derive.jacobian_spectrum("relu", depth=5)
+    assert J.moments(2)[1] - J.moments(1)[0] ** 2 == J.variance
+
+
+def test_derivative_laws_against_mpmath():
+    q = mp.mpf("0.37")
+    ht = derive.derivative_law("hard_tanh", "0.37")
+    mass = mp.quad(lambda h: mp.npdf(h, 0, mp.sqrt(q)), [-1, 0, 1])
+    assert abs(float(dict(ht.points)[1]) - float(mass)) < 1e-25
+    tanh = derive.derivative_law("tanh", "0.37")
+    d = lambda u: (1 - mp.tanh(mp.sqrt(q) * u) ** 2) ** 2  # noqa: E731
+    for k, m in enumerate(tanh.moments(3), start=1):
+        ref = mp.quad(lambda u, k=k: d(u) ** k * mp.npdf(u), [-mp.inf, 0, mp.inf])
+        assert abs(sp.N(m, 25) - ref) < 1e-20
+    for z in [2 + 0.5j, 0.5 + 0.05j, -1 + 0j]:
+        ref = mp.quad(lambda u, z=z: mp.npdf(u) / (z - d(u)), [-mp.inf, -2, 0, 2, mp.inf])
+        assert abs(tanh.stieltjes(np.array([z]))[0] - complex(ref)) < 1e-11
+    assert abs(tanh.support().mass - 1) < 1e-8
+
+
+# --- against actual random products ----------------------------------------------------------
+
+def _phi(act):
+    return {"relu": (lambda h: np.maximum(h, 0), lambda h: (h > 0) * 1.0),
+            "hard_tanh": (lambda h: np.clip(h, -1, 1), lambda h: (np.abs(h) < 1) * 1.0),
+            "tanh": (np.tanh, lambda h: 1 - np.tanh(h) ** 2),
+            "linear": (lambda h: h, lambda h: np.ones_like(h))}[act]
+
+
+def _jacobian_eigenvalues(act, sigma_w2, sigma_b2, depth, weights, q_star, width, seed):
+    """Eigenvalues of JJᵀ, J = D_L W_L ... D_1 W_1, for one random network whose input has
+    pre-activation variance q*: h^0 ~ N(0, q*), h^l = W_l φ(h^{l-1}) + b_l, D_l = diag φ′(h^l)."""
+    rng = np.random.default_rng(seed)
+    phi, dphi = _phi(act)
+    h = rng.normal(0, math.sqrt(q_star), width)
+    jac = np.eye(width)
+    for _ in range(depth):
+        if weights == "gaussian":
+            w = rng.normal(0, math.sqrt(sigma_w2 / width), (width, width))
+        else:
+            w, r = np.linalg.qr(rng.normal(size=(width, width)))
+            w = math.sqrt(sigma_w2) * w * np.sign(np.diag(r))
+        h = w @ phi(h) + rng.normal(0, math.sqrt(sigma_b2), width)
+        jac = dphi(h)[:, None] * (w @ jac)
+    return np.linalg.eigvalsh(jac @ jac.T)
+
+
+CASES = [("relu", "gaussian"), ("relu", "orthogonal"), ("hard_tanh", "gaussian"),
+         ("hard_tanh", "orthogonal"), ("tanh", "gaussian"), ("tanh", "orthogonal"), ("linear", "gaussian"),
+         ("linear", "orthogonal")]
+
+
+@pytest.mark.parametrize("act,weights", CASES)
+def test_jacobian_mean_and_variance_against_random_products(act, weights):
+    sb = 0.0 if act in ("relu", "linear") else 0.05
+    J = derive.jacobian_spectrum(act, depth=3, weights=weights, sigma_b2=sb)
+    seeds = range(4)
+    eig = [_jacobian_eigenvalues(act, float(J.sigma_w2), sb, 3, weights, float(J.q_star), 500, s)
+           for s in seeds]
+    means = np.array([e.mean() for e in eig])
+    variances = np.array([e.var() for e in eig])
+    for values, theory in ((means, float(J.mean)), (variances, float(J.variance))):
+        stderr = values.std(ddof=1) / math.sqrt(len(values))
+        assert abs(values.mean() - theory) <= 5 * stderr + 1e-12, (values, theory, stderr)
+
+
+def _theory_cdf(J, x):
+    """F(x) = atom mass at or below x + ∫_0^x ρ, by the cumulative trapezoid rule in s with
+    λ = λ_max s⁴ (resolves the divergence at 0) on 4001 points."""
+    upper = J.support().upper
+    s = np.linspace(0, 1, 4001)[1:]
+    lam = upper * s**4
+    rho = np.nan_to_num(J.density(lam))
+    integrand = rho * 4 * upper * s**3
+    cum = np.concatenate([[0], np.cumsum((integrand[1:] + integrand[:-1]) / 2 * np.diff(s))])
+    cum = cum + integrand[0] * s[0] / 2
+    atoms = J.support().atoms
+    return np.interp(x, lam, cum) + sum(m * (x >= a - 1e-9) for a, m in atoms)
+
+
+@pytest.mark.parametrize("act,weights",
+                         [("relu", "gaussian"), ("hard_tanh", "orthogonal"), ("linear", "gaussian")])
+def test_jacobian_density_against_pooled_eigenvalues(act, weights):
+    sb = 0.05 if act == "hard_tanh" else 0.0
+    J = derive.jacobian_spectrum(act, depth=3, weights=weights, sigma_b2=sb)
+    pooled = np.sort(np.concatenate([_jacobian_eigenvalues(act, float(J.sigma_w2), sb, 3, weights,
+                                                           float(J.q_star), 500, s) for s in range(4)]))
+    ks = _ks(J.law, pooled)
+    n = pooled.size
+    # Kolmogorov's threshold at level 1e-3 for n i.i.d. samples: sqrt(ln(2/α)/(2n)); eigenvalues
+    # repel, so their empirical CDF is closer to the limit than i.i.d. samples: conservative.
+    threshold = math.sqrt(math.log(2 / 1e-3) / (2 * n))
+    assert ks < threshold, (ks, threshold)
+
+
+def _ks(law, pooled):
+    """Kolmogorov–Smirnov distance between pooled eigenvalues and the law (ties at atoms)."""
+    for a, _ in law.support().atoms:  # eigenvalues at an atom agree to rounding: make them ties
+        pooled = np.where(np.abs(pooled - a) < 1e-8 * (1 + a), a, pooled)
+    values, counts = np.unique(pooled, return_counts=True)
+    cdf = _theory_cdf(law, values)
+    cdf_below = cdf - sum(m * np.isclose(values, a, atol=1e-9) for a, m in law.support().atoms)
+    hi = np.cumsum(counts) / pooled.size
+    return max(np.max(np.abs(hi - cdf)), np.max(np.abs(cdf_below - (hi - counts / pooled.size))))
+
+
+def test_conjugate_kernel_against_random_networks():
+    # Fan & Wang 2020, Theorem 3.4, one hidden layer of the normalised ReLU; n = 1000 samples,
+    # d0 = d1 = 2000; input Gram X0ᵀX0 with N(0, 1/d0) entries: MP(1/2)
+    act = "(Max(0,x) - 1/sqrt(2*pi))/sqrt(1/2 - 1/(2*pi))"
+    law = derive.ck_spectrum(act, derive.MarchenkoPastur(sp.Rational(1, 2)), [sp.Rational(1, 2)])
+    n, d = 1000, 2000
+    pooled = []
+    for seed in range(2):
+        rng = np.random.default_rng(seed)
+        x0 = rng.normal(0, 1 / math.sqrt(d), (d, n))
+        pre = rng.normal(size=(d, d)) @ x0
+        x1 = (np.maximum(pre, 0) - 1 / math.sqrt(2 * math.pi)) / math.sqrt(0.5 - 0.5 / math.pi) / math.sqrt(d)
+        pooled.append(np.linalg.eigvalsh(x1.T @ x1))
+    pooled = np.concatenate(pooled)
+    threshold = math.sqrt(math.log(2 / 1e-3) / (2 * pooled.size))
+    assert _ks(law, pooled) < threshold
+    with pytest.raises(DomainError, match="E σ"):
+        derive.ck_spectrum("tanh", derive.MarchenkoPastur(1), [1])
+
+
+def test_dynamical_isometry_verdicts():
+    assert derive.jacobian_spectrum("linear", depth=50, weights="orthogonal").isometry.verdict.startswith(
+        "dynamical isometry")
+    assert "linearly" in derive.jacobian_spectrum("relu", depth=10, weights="orthogonal").isometry.verdict
+    small_q = derive.jacobian_spectrum("hard_tanh", sigma_w2=1.05, sigma_b2=1e-6, depth=10,
+                                       weights="orthogonal")
+    assert small_q.isometry.verdict.startswith("approximate")
+    growth = derive.jacobian_spectrum("relu", depth=1).max_eigenvalue_growth([1, 2, 4])
+    assert np.all(np.diff(growth) > 0)
+
+
+def test_latex():
+    J = derive.jacobian_spectrum("relu", depth=2)
+    assert derive.latex(J) == r"S_{JJ^\top}(w) = \frac{1}{\left(2 w + 1\right)^{2}}"
+    assert "MP" in derive.MarchenkoPastur(2)._repr_latex_()
+
+
+def test_bad_input():
+    with pytest.raises(DomainError, match="ratio"):
+        derive.MarchenkoPastur(0)
+    with pytest.raises(DomainError, match="probability"):
+        derive.TwoPoint(1.5, 0, 1)
+    with pytest.raises(DomainError, match="sum to"):
+        derive.freeprob.Atomic(((0, 0.5), (1, 0.2)))
+    with pytest.raises(DomainError, match="depth"):
+        derive.jacobian_spectrum("relu", depth=0)
+    with pytest.raises(NoFixedPointError, match="fixed point"):
+        derive.jacobian_spectrum("relu", sigma_w2=3, sigma_b2=0.1, depth=2)
+    with pytest.raises(DomainError, match="Dirac"):
+        derive.derivative_law("step", 1)
+    with pytest.raises(DomainError, match="mean 0"):
+        _ = derive.Semicircle(1).S
