@@ -41,6 +41,8 @@ _LAZY = {
     "Dropout": "derive.layers",
     "LayerNorm": "derive.layers",
     "MeanField": "derive.meanfield",
+    "fisher": "derive.fisher",
+    "fisher_spectrum": "derive.fisher",
 }
 
 __all__ = [
