@@ -117,7 +117,7 @@ def train(activation, sigma_w2=None, sigma_b2=None, depth=None, *, width, sample
     (where the stability condition η < 2/λ_max is exact; from random targets a large residual can
     change the curvature within a few steps — the catapult of Lewkowycz et al. 2020).  `eta` is
     the step, or with ``relative="theory"`` (``"network"``) its multiple of the theory's η_c (of
-    this network's exact η_c)."""
+    this network's exact η_c); a sequence of them gives a tuple of runs from the same network."""
     from derive.fisher.exact import gaussian_inputs, spectrum_of
     from derive.fisher.theory import fisher_spectrum
 
@@ -133,8 +133,11 @@ def train(activation, sigma_w2=None, sigma_b2=None, depth=None, *, width, sample
         Y = f + near_minimum * Y
     top = np.linalg.eigh(exact.gram)[1][:, -1]
     unit = {"theory": theory.learning_rate_bound, "network": exact.learning_rate_bound, None: 1.0}[relative]
-    losses, modes = descend(network, X, Y, eta * unit, steps, last_layer=last_layer, direction=top)
-    return Run(losses, modes, eta * unit, theory.learning_rate_bound, exact.learning_rate_bound)
+    runs = []
+    for step in np.atleast_1d(np.asarray(eta, dtype=float)) * unit:
+        losses, modes = descend(network, X, Y, float(step), steps, last_layer=last_layer, direction=top)
+        runs.append(Run(losses, modes, float(step), theory.learning_rate_bound, exact.learning_rate_bound))
+    return runs[0] if np.ndim(eta) == 0 else tuple(runs)
 
 
 def digits(samples: int):
@@ -198,11 +201,17 @@ def _progress(message: str) -> None:
 
 
 def learning_rate_diagram(activation, sigma_w2=None, sigma_b2=None, depth=None, *, widths, etas, samples=64,
-                          steps=8, outputs=1, data="gaussian", last_layer="plain", seed=0,
-                          progress=None) -> LearningRateDiagram:
+                          steps=20, outputs=1, data="gaussian", last_layer="plain", seed=0,
+                          near_minimum: float | None = None, progress=None) -> LearningRateDiagram:
     """Train one network per (width, η) for `steps` full-batch steps and record final/initial loss,
     with the theory line η_c(M) = 2/λ_max (``data="gaussian"``: Karakida et al.'s formula;
-    ``data="digits"``: the mean-field spectrum on the digits, 10 outputs)."""
+    ``data="digits"``: the mean-field spectrum on the digits, 10 outputs).
+
+    From the random initialisation with random targets (the default) a step above η_c first
+    amplifies the outlier mode and can then lower the curvature (a catapult, Lewkowycz et al.
+    2020), so the explosion boundary sits a constant factor above the line, parallel to it (∝ 1/M);
+    with ``near_minimum=ε`` (targets f(x) + ε·N(0, 1), a start near a global minimum) the boundary
+    is the line itself."""
     from derive.fisher.theory import fisher_spectrum, mean_field_spectrum
 
     data = choice(data, ("gaussian", "digits"), "data")
@@ -230,6 +239,9 @@ def learning_rate_diagram(activation, sigma_w2=None, sigma_b2=None, depth=None, 
 
             inputs, targets = gaussian_inputs(samples, arch.widths[0], seed), _targets(samples, outputs, seed)
         network = single_threaded_blas(arch.draw)(seed)
+        if near_minimum is not None:
+            f = network.forward(inputs).output
+            targets = (f - f.mean(axis=0) if last_layer == "mean_subtracted" else f) + near_minimum * targets
         for j, eta in enumerate(etas):
             losses, _ = descend(network, inputs, targets, float(eta), steps, last_layer=last_layer)
             ratio[i, j] = losses[-1] / losses[0]
