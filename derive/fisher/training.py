@@ -191,6 +191,8 @@ class LearningRateDiagram:
         ax.plot(self.widths, self.eta_c, "r-", lw=2, label=r"theory $2/\lambda_{\max}$")
         ax.set(xscale="log", yscale="log", xlabel="width $M$", ylabel=r"learning rate $\eta$",
                title=f"{self.name}: loss after {self.steps} steps ({self.data} inputs)")
+        ax.set_xticks(self.widths, [str(m) for m in self.widths])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         fig.colorbar(mesh, ax=ax, label="final / initial loss (grey: exploded)")
         ax.legend(loc="upper right", frameon=True)
         return fig
