@@ -80,6 +80,11 @@ def _block_maps(block):
     return dense.before.k11, dense.before.k12, dense.after.chi11, dense.after.chi12
 
 
+def _tidy(expr: sp.Expr) -> sp.Expr:
+    """Whole-number floats as integers (2.0·q/2 prints as q, not 1.0·q); other floats as typed."""
+    return expr.xreplace({f: sp.Integer(int(f)) for f in expr.atoms(sp.Float) if float(f).is_integer()})
+
+
 def _statistics(last_layer: str, parametrisation: str) -> tuple:
     M, T, C, alpha, k1, k2 = n.M, n.T, n.C, n.alpha, n.kappa1, n.kappa2
     if last_layer == "mean_subtracted":
@@ -115,6 +120,7 @@ def fisher_formulas(spec) -> FisherFormulas:
     if closed is not None and equal_widths(spec.architecture):
         values = {sigma_w2: dense.sigma_w2, sigma_b2: dense.sigma_b2, n.L: spec.depth}
         closed = KappaClosedForm(closed.kappa1, closed.kappa2, values)
+    forward, backward = (tuple(sp.Eq(eq.lhs, _tidy(eq.rhs)) for eq in eqs) for eqs in (forward, backward))
     return FisherFormulas(forward, backward, kappa,
                           _statistics(spec.last_layer, spec.architecture.parametrisation.value), closed)
 
