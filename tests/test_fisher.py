@@ -237,6 +237,18 @@ def test_a_wrong_lambda_max_is_rejected():
     assert abs(stats[:, 2].mean() - wrong) / sem > 2 * K_SE
 
 
+def test_unequal_widths_enter_through_the_ratios():
+    """Widths (M_0, …, M_3) = (400, 800, 400, 600): α_l = M_l/M_1, α = Σ α_l α_{l−1} = 1.375."""
+    widths = (400, 800, 400, 600)
+    theory = fisher_spectrum("relu", 2.0, 0.1, 4, width=widths, samples=T)
+    assert theory.alpha == pytest.approx(1.375) and theory.width == 800
+    stats = np.array([[getattr(empirical("relu", 2.0, 0.1, 4, width=widths, samples=T, seed=s), name)
+                       for name in STATS] for s in SEEDS])
+    predicted = np.array([getattr(theory, s) for s in STATS])
+    z = (stats.mean(axis=0) - predicted) / (stats.std(axis=0, ddof=1) / np.sqrt(len(SEEDS)))
+    assert np.all(np.abs(z) < K_SE), z
+
+
 def test_ntk_parametrisation_gives_an_order_one_lambda_max_that_networks_follow():
     act, w, b = NETS["relu"]
     theory = fisher_spectrum(act, w, b, 3, width=1000, samples=T, parametrisation="ntk")

@@ -5,6 +5,7 @@ networks.  Tolerances: K = 5 standard errors over the seeds (P(|t| > 5) < 4·10�
 import numpy as np
 import pytest
 
+from derive.errors import DomainError
 from derive.fisher import conditional_empirical, conditional_fisher, empirical, fisher_spectrum
 from derive.fisher.exact import gaussian_inputs
 from derive.meanfield import MeanField
@@ -40,6 +41,12 @@ def test_the_softmax_outliers_are_the_eigenvalues_of_the_mean_softmax_covariance
     assert max(bulk) < 1.5  # the C-th eigenvalue sits with the bulk, not with the outliers
 
 
+def test_softmax_with_last_layer_batch_norm_is_not_claimed():
+    with pytest.raises(DomainError, match="not derived"):
+        fisher_spectrum("relu", 2.0, 0.1, 3, width=10, samples=5, outputs=3, loss="cross_entropy",
+                        last_layer="mean_subtracted")
+
+
 def test_softmax_disperses_the_c_fold_outlier_of_the_squared_loss():
     mse = empirical("relu", 2.0, 0.1, 3, width=M, samples=T, outputs=C, seed=0)
     ce = empirical("relu", 2.0, 0.1, 3, width=M, samples=T, outputs=C, seed=0, loss="cross_entropy")
@@ -48,12 +55,17 @@ def test_softmax_disperses_the_c_fold_outlier_of_the_squared_loss():
     assert ce.lambda_max < mse.lambda_max / 2  # the eigenvalues of Q̄ are below 1/2
 
 
-def test_the_monte_carlo_mean_of_the_outliers_matches_the_mean_over_networks():
+def test_the_monte_carlo_means_match_the_means_over_networks():
+    """Over networks: the outliers, m_λ = g₁ E tr Q / P and s_λ of the cross-entropy FIM."""
     theory = fisher_spectrum("tanh", 1.5, 0.3, 3, width=M, samples=T, outputs=C, loss="cross_entropy")
-    tops = np.array([empirical("tanh", 1.5, 0.3, 3, width=M, samples=T, outputs=C, seed=s,
-                               loss="cross_entropy").top(C - 1) for s in range(12)])
+    nets = [empirical("tanh", 1.5, 0.3, 3, width=M, samples=T, outputs=C, seed=s, loss="cross_entropy")
+            for s in range(12)]
+    tops = np.array([net.top(C - 1) for net in nets])
     spread = np.hypot(sem(tops), theory.softmax.mean_top_error)
     assert np.all(np.abs(tops.mean(axis=0) - theory.softmax.mean_top) < K_SE * spread)
+    for stat in ("mean", "second_moment"):
+        values = np.array([getattr(net, stat) for net in nets])
+        assert abs(values.mean() - getattr(theory, stat)) < K_SE * sem(values)
 
 
 # --- conditional FIM under dynamical isometry ------------------------------------------------------------

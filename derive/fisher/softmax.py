@@ -71,16 +71,19 @@ def outliers_given(f: np.ndarray, diagonal: float, off_diagonal: float) -> np.nd
 @dataclass(frozen=True)
 class SoftmaxOutliers:
     """The C − 1 outliers of the cross-entropy FIM (the C-th eigenvalue of the squared loss's C-fold
-    outlier joins the bulk): ``given(f)`` for logits f (T × C) of one
-    network; ``mean_top`` their mean over networks (Monte Carlo over the Gaussian logits, ``draws``
-    networks, standard errors ``mean_top_error``); ``lambda_max`` = mean_top[0];
-    ``logit_variance`` (q^L_1, q^L_2)."""
+    outlier joins the bulk): ``given(f)`` for logits f (T × C) of one network; ``mean_top`` their
+    mean over networks (Monte Carlo over the Gaussian logits, ``draws`` networks, standard errors
+    ``mean_top_error``); ``lambda_max`` = mean_top[0]; ``mean`` m_λ = g₁ E tr Q_t / P and
+    ``second_moment`` s_λ = [g₁² E tr Q_t² + (T − 1) g₂² E tr Q_tQ_t′]/(TP) (t ≠ t′), their means
+    over the same draws; ``logit_variance`` (q^L_1, q^L_2)."""
 
     diagonal: float
     off_diagonal: float
     logit_variance: tuple
     mean_top: np.ndarray
     mean_top_error: np.ndarray
+    mean: float
+    second_moment: float
     draws: int
 
     def given(self, f) -> np.ndarray:
@@ -94,21 +97,40 @@ class SoftmaxOutliers:
         return float(self.mean_top[0])
 
 
-def softmax_outliers(arch, samples: int, layers, gram, last_layer: str, seed: int = 0) -> SoftmaxOutliers:
+#: softmax covariances held at once by the Monte Carlo (draws × T × C × C numbers)
+CHUNK = 4_000_000
+
+
+def _draws(rng, count: int, T: int, C: int, q1: float, q2: float):
+    """Logits of `count` networks at T inputs: a shared N(0, q₂) part per network and class, and an
+    own N(0, q₁ − q₂) part per input."""
+    shared = rng.standard_normal((count, 1, C)) * np.sqrt(max(q2, 0.0))
+    return shared + rng.standard_normal((count, T, C)) * np.sqrt(max(q1 - q2, 0.0))
+
+
+def softmax_outliers(arch, samples: int, layers, gram, seed: int = 0) -> SoftmaxOutliers:
     """The :class:`SoftmaxOutliers` of a network (logit law from the last layer's q^L)."""
     C, T = arch.outputs, samples
     if C < 2:
         raise DomainError("the softmax cross-entropy needs outputs >= 2 classes (a single softmax output "
                           "is constant); use loss='mse' for one output")
     q1, q2 = layers[-1].q1, layers[-1].q2
+    g1, g2 = gram.diagonal, gram.off_diagonal
     rng = np.random.default_rng(seed)
-    shared = rng.standard_normal((MONTE_CARLO_DRAWS, 1, C)) * np.sqrt(max(q2, 0.0))
-    own = rng.standard_normal((MONTE_CARLO_DRAWS, T, C)) * np.sqrt(max(q1 - q2, 0.0))
-    f = shared + own
-    diagonal, off = gram.diagonal, gram.off_diagonal
-    if last_layer == "mean_subtracted":  # centred logits; the Gram loses its 11ᵀ part
-        f = f - f.mean(axis=1, keepdims=True)
-        diagonal, off = diagonal - off, 0.0
-    top = outliers_given(f, diagonal, off)
+    per_chunk = max(1, CHUNK // (T * C * C))
+    tops, traces = [], []
+    for start in range(0, MONTE_CARLO_DRAWS, per_chunk):
+        f = _draws(rng, min(per_chunk, MONTE_CARLO_DRAWS - start), T, C, q1, q2)
+        tops.append(outliers_given(f, g1, g2))
+        p = _softmax(f)
+        Q = p[..., :, :, None] * np.eye(C) - p[..., :, :, None] * p[..., :, None, :]
+        total = Q.sum(axis=1)
+        own = np.einsum("ntij,ntji->n", Q, Q) / T
+        pairs = (np.einsum("nij,nji->n", total, total) - own * T) / max(T * (T - 1), 1)
+        traces.append(np.stack([np.trace(Q, axis1=-2, axis2=-1).mean(axis=1), own, pairs], axis=1))
+    top, traces = np.concatenate(tops), np.concatenate(traces).mean(axis=0)
+    P = arch.alpha * arch.M**2
+    mean = g1 * traces[0] / P
+    second = (g1**2 * traces[1] + (T - 1) * g2**2 * traces[2]) / (T * P)
     error = top.std(axis=0, ddof=1) / np.sqrt(MONTE_CARLO_DRAWS)
-    return SoftmaxOutliers(diagonal, off, (q1, q2), top.mean(axis=0), error, MONTE_CARLO_DRAWS)
+    return SoftmaxOutliers(g1, g2, (q1, q2), top.mean(axis=0), error, mean, second, MONTE_CARLO_DRAWS)

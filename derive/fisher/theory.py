@@ -226,8 +226,11 @@ def fisher_spectrum(activation, sigma_w2=None, sigma_b2=None, depth=None, *, wid
     if loss == "cross_entropy":
         from derive.fisher.softmax import softmax_outliers
 
-        extra["softmax"] = outliers = softmax_outliers(arch, samples, layers, gram, last_layer)
-        lam = outliers.lambda_max
+        if last_layer != "plain":
+            raise DomainError("the cross-entropy FIM with batch norm in the last layer has no outliers and "
+                              "its bulk is not derived here; use derive.fisher.empirical for it")
+        extra["softmax"] = outliers = softmax_outliers(arch, samples, layers, gram)
+        mean, second, lam = outliers.mean, outliers.second_moment, outliers.lambda_max
     notes = _accuracy_warnings(arch, samples, gram, last_layer)
     for note in notes:
         warnings.warn(note, FisherAccuracyWarning, stacklevel=2)
