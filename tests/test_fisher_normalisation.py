@@ -13,7 +13,14 @@ from functools import cache
 import numpy as np
 import pytest
 
-from derive.fisher import BatchNorm, empirical, fisher_spectrum, mean_field_spectrum, middle_bound
+from derive.fisher import (
+    BatchNorm,
+    FisherAccuracyWarning,
+    empirical,
+    fisher_spectrum,
+    mean_field_spectrum,
+    middle_bound,
+)
 from derive.fisher.architecture import architecture
 from derive.fisher.exact import gaussian_inputs, jacobian_gram
 from derive.layers import Dense, LayerNorm, serial
@@ -84,6 +91,12 @@ def test_networks_exceed_the_estimate_by_an_excess_growing_slower_than_rho():
     fit = np.polyfit(np.sqrt(rho), absolute, 1)
     print(f"relative excess ∝ ρ^{p:.2f} ± {se:.2f}; excess ≈ {fit[0]:.2f}√ρ + {fit[1]:.2f}")
     assert p + 3 * se < 0 and p - 3 * se > -1
+
+
+def test_the_result_warns_that_its_lambda_max_is_a_lower_bound():
+    with pytest.warns(FisherAccuracyWarning, match="a lower bound"):
+        spec = fisher_spectrum(*RELU, DEPTH, width=400, samples=T, last_layer="mean_subtracted")
+    assert spec.lambda_max == spec.mean_subtraction.leading < spec.mean_subtraction.estimate
 
 
 def test_last_layer_mean_subtraction_removes_the_outlier():

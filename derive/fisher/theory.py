@@ -79,9 +79,15 @@ def kappas(arch: Architecture, layers: tuple) -> tuple:
             sum(o.ratio / a * o.q_tilde2 * o.q_hat2 for o in layers))
 
 
-def _accuracy_warnings(arch: Architecture, samples: int, gram: Gram, last_layer: str) -> tuple:
+def _accuracy_warnings(arch: Architecture, samples: int, gram: Gram, last_layer: str,
+                       mean_subtraction=None) -> tuple:
     """The regimes where the leading-order statistics are known to be poor."""
     out = []
+    if mean_subtraction is not None and mean_subtraction.estimate > 1.05 * mean_subtraction.leading:
+        out.append(f"with batch norm in the last layer lambda_max is the leading term ρα(κ₁ − κ₂) = "
+                   f"{mean_subtraction.leading:.4g}, a lower bound: the input overlaps alone raise it to "
+                   f"{mean_subtraction.estimate:.4g} (mean_subtraction.estimate) and actual networks exceed "
+                   "that by a further O(√ρ); learning_rate_bound is an upper bound on the stable rate")
     M = arch.M
     if samples > M:
         out.append(f"T = {samples} samples exceed the width M = {M}: the κ₁/T terms of s_λ and λ_max and the "
@@ -231,7 +237,7 @@ def fisher_spectrum(activation, sigma_w2=None, sigma_b2=None, depth=None, *, wid
                               "its bulk is not derived here; use derive.fisher.empirical for it")
         extra["softmax"] = outliers = softmax_outliers(arch, samples, layers, gram)
         mean, second, lam = outliers.mean, outliers.second_moment, outliers.lambda_max
-    notes = _accuracy_warnings(arch, samples, gram, last_layer)
+    notes = _accuracy_warnings(arch, samples, gram, last_layer, extra.get("mean_subtraction"))
     for note in notes:
         warnings.warn(note, FisherAccuracyWarning, stacklevel=2)
     return FisherSpectrum(arch, samples, loss, last_layer, layers, k1, k2, gram, mean, second, lam, bulk,
