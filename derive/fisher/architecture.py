@@ -1,6 +1,6 @@
 r"""The network whose Fisher information :mod:`derive.fisher` describes.
 
-Karakida, Akaho & Amari (AISTATS 2019, §2.1): L weight layers
+Karakida, Akaho & Amari (AISTATS 2019, arXiv 1806.01316, the model of their section 2): L weight layers
 
     u^l = W^l h^{l−1} + b^l,  h^l = φ(u^l)  (l < L),  f = u^L  (C linear outputs),
 
@@ -101,7 +101,7 @@ class Architecture:
 
     ``widths`` = (M_0, …, M_{L−1}), the input width of every Dense layer; ``M`` the reference
     width (the first hidden width M_1) and ``ratios`` α_l = M_l/M; ``alpha`` = Σ_{l=1}^{L−1}
-    α_l α_{l−1}, so that the number of weights is P ≈ αM² (Karakida et al. 2019, §2.1).
+    α_l α_{l−1}, so that the number of weights is P ≈ αM² (Karakida et al. 2019).
     """
 
     net: Layer

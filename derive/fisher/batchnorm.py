@@ -9,7 +9,7 @@ eigenvalues equal to
 
     λ̄ = αM(κ₁ − κ₂)/T = ρα(κ₁ − κ₂),   ρ = M/T                                (derived)
 
-(the leading term of the paper's Theorem; C zero eigenvalues appear).  Which statements are what:
+(the leading term of the paper's bound on λ_max; C zero eigenvalues appear).  Which statements are what:
 
 * *derived, leading order*: all C(T − 1) nonzero eigenvalues equal λ̄, so m_λ = C(T−1)(κ₁ − κ₂)/(TM)
   and s_λ = αC(T−1)(κ₁ − κ₂)²/T² to leading order;
@@ -23,8 +23,8 @@ eigenvalues equal to
 
       λ_max ≈ ρα[(κ₁ − κ₂) + κ₂′(2√γ + γ)]                                         (``estimate``)
 
-  an excess growing like √ρ, as the paper's bound allows (its upper bound is O(√M) with
-  unspecified constants c₁, c₂, not evaluated here);
+  an excess growing like √ρ, within what the paper's upper bound allows (that bound carries
+  non-negative constants c₁, c₂ it does not evaluate, and is not used here);
 * *not derived*: the finite-width fluctuations of the hidden features (Wishart-like, with M degrees
   of freedom per layer) add a further excess of the same order √ρ; the tests show by simulation
   that the network's λ_max exceeds ``estimate`` by it, so ``estimate`` is a lower estimate.

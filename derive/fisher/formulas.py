@@ -1,8 +1,8 @@
 r"""The Fisher-information theory as SymPy equations (Karakida, Akaho & Amari 2019).
 
 :func:`fisher_formulas` writes, for a :class:`~derive.fisher.theory.FisherSpectrum`, the layer maps
-of the order parameters (eqs. 7–10 of the paper; forward q̂ from the pre-activation variances q,
-backward q̃ from the layer above), κ₁ and κ₂ (eq. 11) and the eigenvalue statistics (Theorems 1–3)
+of the order parameters (the paper's recursions; forward q̂ from the pre-activation variances q,
+backward q̃ from the layer above), κ₁ and κ₂ and the eigenvalue statistics (the paper's theorems)
 as equations that print as LaTeX (an ``align`` block through :func:`derive.latex`).  The maps come
 from the block's own layer formulas (:meth:`derive.layers.Layer.trace` on symbols), so a closed form
 appears wherever the Gaussian engine has one (ReLU: the arc-cosine kernel; linear) and an

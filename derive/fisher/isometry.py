@@ -15,7 +15,7 @@ M × M matrix
 
 and, with J_l J_lᵀ's normalised second moment r_l = τ((J_lJ_lᵀ)²)/τ(J_lJ_lᵀ)² from free probability
 (the S-transform of a product of free factors multiplies, so r − 1 adds over the factors:
-Pennington, Schoenholz & Ganguli 2018, AISTATS, eq. 15),
+Pennington, Schoenholz & Ganguli, AISTATS 2018, the S-transform of the Jacobian),
 
     r_l = 1 + Σ_{m=l}^{L−1} (μ₂^{(m)}/μ₁^{(m)2} − 1) + (L − l) s,   μ_k^{(m)} = ∫Dz φ′(√q^m z)^{2k},
 

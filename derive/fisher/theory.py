@@ -7,11 +7,12 @@ mean field approach" (AISTATS 2019; arXiv 1806.01316).  For the network of
     F = (1/T) Σ_t Σ_k ∇_θ f_k(x_t) ∇_θ f_k(x_t)ᵀ,
 
 (the Hessian of E = (1/2T) Σ_t ‖y_t − f(x_t)‖² at a global minimum), with the order parameters of
-:mod:`derive.fisher.order` combined as (their eq. 11)
+:mod:`derive.fisher.order` combined as
 
     κ₁ = Σ_{l=1}^{L} (α_{l−1}/α) q̃^l_1 q̂^{l−1}_1,    κ₂ = Σ_{l=1}^{L} (α_{l−1}/α) q̃^l_2 q̂^{l−1}_2,
 
-the statistics of its P ≈ αM² eigenvalues are, to leading order in M (their Theorems 1–3)
+the statistics of its P ≈ αM² eigenvalues are, to leading order in M (their theorems on the
+mean, the second moment and the largest eigenvalue)
 
     m_λ = κ₁ C/M,    s_λ = αC((T − 1)/T κ₂² + κ₁²/T),    λ_max = αM((T − 1)/T κ₂ + κ₁/T),
 
@@ -20,7 +21,7 @@ G = J Jᵀ (F's nonzero eigenvalues are those of G/T): in the mean-field limit i
 block is αM[(κ₁ − κ₂) I + κ₂ 11ᵀ] and the blocks of different outputs vanish, so G/T has the C
 outliers αM((T−1)κ₂ + κ₁)/T and C(T − 1) eigenvalues αM(κ₁ − κ₂)/T (``bulk``).  Gradient
 descent on E is stable near a minimum iff η < η_c = 2/λ_max (LeCun, Kanter & Solla 1991;
-Karakida et al. 2019, §5.1).  Biases add O(1/M) relative terms, dropped as in the paper.
+Karakida et al. 2019, on learning rates).  Biases add O(1/M) relative terms, dropped as in the paper.
 
 In the NTK parametrisation (``parametrisation="ntk"``) the same reasoning holds with the leading
 Gram entries αMκ_i replaced by the NTK entries Θ_i = Σ_l (σ_w² q̂^{l−1}_i + σ_b²) q̃^l_i of one
@@ -73,7 +74,7 @@ def gram_entries(arch: Architecture, layers: tuple) -> Gram:
 
 
 def kappas(arch: Architecture, layers: tuple) -> tuple:
-    """(κ₁, κ₂) of Karakida et al. (2019, eq. 11)."""
+    """(κ₁, κ₂) of Karakida et al. (2019)."""
     a = arch.alpha
     return (sum(o.ratio / a * o.q_tilde1 * o.q_hat1 for o in layers),
             sum(o.ratio / a * o.q_tilde2 * o.q_hat2 for o in layers))

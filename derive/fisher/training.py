@@ -2,7 +2,7 @@ r"""Full-batch gradient descent on actual networks, and the learning-rate diagra
 
 Gradient descent on E(θ) = (1/2T) Σ_t ‖f(x_t) − y_t‖² near a minimum θ* moves along the FIM's
 eigenvectors as θ − θ* ← (1 − ηλ)(θ − θ*): it converges iff η < η_c = 2/λ_max (LeCun, Kanter &
-Solla 1991; Karakida, Akaho & Amari 2019, §5.1).  For a wide network in the standard
+Solla 1991; Karakida, Akaho & Amari 2019).  For a wide network in the standard
 parametrisation, η = O(1/M), so the Jacobian hardly changes over the first steps and the outputs
 follow f − y ← (I − ηG/T)(f − y): the loss shrinks below η_c and the outlier mode grows as
 |1 − ηλ_max|^n above it.  :func:`train` runs that on a drawn network (the simulator's backward pass
