@@ -1,6 +1,7 @@
 r"""The forward and backward order parameters of every weight layer, read from the layer algebra.
 
-Karakida, Akaho & Amari (AISTATS 2019, arXiv 1806.01316; their order parameters): with q̂⁰₁ = 1, q̂⁰₂ = 0 (Gaussian inputs),
+Karakida, Akaho & Amari (AISTATS 2019, arXiv 1806.01316; their order parameters): with q̂⁰₁ = 1,
+q̂⁰₂ = 0 (Gaussian inputs),
 
     q^l_{1,2} = σ_w² q̂^{l−1}_{1,2} + σ_b²,
     q̂^l_1 = ∫Du φ(√q^l_1 u)²,   q̂^l_2 = E φ(u)φ(v),  (u, v) ~ N(0, [[q^l_1, q^l_2], [q^l_2, q^l_1]]),
