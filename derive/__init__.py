@@ -77,6 +77,8 @@ _LAZY = {
     "derivative_law": "derive.freeprob",
     "jacobian_spectrum": "derive.freeprob",
     "ck_spectrum": "derive.freeprob",
+    "fisher": "derive.fisher",
+    "fisher_spectrum": "derive.fisher",
 }
 
 __all__ = [

@@ -113,13 +113,77 @@ def _cmd_phase_diagram(args) -> int:
     return 0
 
 
+def _cmd_learning_rate(args) -> int:
+    """The largest stable learning rate 2/λ_max of a random network (Karakida, Akaho & Amari 2019),
+    with the reduction by batch norm in the last layer, and optionally one actual network's own."""
+    import json
+    import warnings
+
+    from derive.fisher import FisherAccuracyWarning, empirical, fisher_spectrum
+
+    last = "mean_subtracted" if args.last_layer_bn else "plain"
+    common = dict(width=args.width, samples=args.samples, outputs=args.outputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FisherAccuracyWarning)  # reported below, in the output
+        plain = fisher_spectrum(args.activation, args.sigma_w2, args.sigma_b2, args.depth, **common)
+        spec = plain if last == "plain" else fisher_spectrum(args.activation, args.sigma_w2, args.sigma_b2,
+                                                             args.depth, last_layer=last, **common)
+    result = {"activation": args.activation, "sigma_w2": args.sigma_w2, "sigma_b2": args.sigma_b2,
+              "depth": args.depth, "width": args.width, "samples": args.samples, "outputs": args.outputs,
+              "parametrisation": "standard", "kappa1": spec.kappa1, "kappa2": spec.kappa2,
+              "alpha": spec.alpha,
+              "mean": spec.mean, "second_moment": spec.second_moment, "lambda_max": spec.lambda_max,
+              "learning_rate_bound": spec.learning_rate_bound,
+              "lambda_max_formula": "alpha M ((T-1)/T kappa2 + kappa1/T)" if last == "plain"
+              else "rho alpha (kappa1 - kappa2), rho = M/T (leading order)",
+              "warnings": list(spec.warnings)}
+    if last == "mean_subtracted":
+        analysis = spec.mean_subtraction
+        result["last_layer_bn"] = {"leading": analysis.leading, "estimate": analysis.estimate,
+                                   "learning_rate_bound_of_estimate": 2 / analysis.estimate,
+                                   "without_bn_lambda_max": plain.lambda_max,
+                                   "reduction": plain.lambda_max / analysis.leading}
+    if args.check:
+        emp = empirical(args.activation, args.sigma_w2, args.sigma_b2, args.depth, seed=args.seed,
+                        last_layer=last, **common)
+        result["network"] = {"seed": args.seed, "lambda_max": emp.lambda_max,
+                             "learning_rate_bound": emp.learning_rate_bound, "mean": emp.mean,
+                             "second_moment": emp.second_moment}
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{args.activation}, sigma_w2 = {args.sigma_w2}, sigma_b2 = {args.sigma_b2}, L = {args.depth}, "
+          f"M = {args.width}, T = {args.samples}, C = {args.outputs} (standard parametrisation)")
+    print(f"  kappa1 = {spec.kappa1:.6g}, kappa2 = {spec.kappa2:.6g}, alpha = {spec.alpha:g}")
+    print(f"  lambda_max = {result['lambda_max_formula']} = {spec.lambda_max:.6g}")
+    if last == "plain":
+        print(f"  learning rate bound 2/lambda_max = {spec.learning_rate_bound:.6g}")
+    else:
+        bn = result["last_layer_bn"]
+        print(f"  with batch norm in the last layer lambda_max >= {bn['leading']:.6g} (the leading term is "
+              f"the mean nonzero eigenvalue), about {bn['estimate']:.6g} with the input-overlap correction, "
+              "and actual networks exceed that (finite-width fluctuations, not derived)")
+        print(f"  so the stable learning rate is at most 2/lambda_max = {spec.learning_rate_bound:.6g}, "
+              f"at most {bn['learning_rate_bound_of_estimate']:.6g} with the correction (an actual "
+              "network's is smaller still: --check)")
+        print(f"  without batch norm lambda_max = {plain.lambda_max:.6g} and 2/lambda_max = "
+              f"{plain.learning_rate_bound:.6g}: batch norm lowers lambda_max about {bn['reduction']:.0f}x")
+    if args.check:
+        net = result["network"]
+        print(f"  one network (seed {args.seed}): lambda_max = {net['lambda_max']:.6g}, "
+              f"2/lambda_max = {net['learning_rate_bound']:.6g}")
+    for note in spec.warnings:
+        print(f"  warning: {note}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="derive", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     report = sub.add_parser("report", help="write the report folder of every derived result")
     report.add_argument("--out", default="report", help="output folder (default: report)")
     report.add_argument("--section", action="append", metavar="NAME",
-                        help="only this section (gaussian, meanfield, kernels); repeatable")
+                        help="only this section (gaussian, meanfield, kernels, fisher); repeatable")
     report.add_argument("--format", default="html,md", metavar="LIST",
                         help="comma-separated formats: html, md, ipynb, tex (default: html,md)")
     report.add_argument("--pdf", action="store_true",
@@ -138,6 +202,22 @@ def build_parser() -> argparse.ArgumentParser:
     phase.add_argument("--sigma-b2", type=float, nargs=2, default=(0.0, 0.3), metavar=("MIN", "MAX"))
     phase.add_argument("--n", type=int, default=300, help="grid points per axis (default 300)")
     phase.set_defaults(run=_cmd_phase_diagram)
+    rate = sub.add_parser("learning-rate", help="the largest stable learning rate 2/lambda_max of a random "
+                                                "network (Fisher information)")
+    rate.add_argument("activation", help="a built-in name (relu, tanh, erf, ...) or a formula in x")
+    rate.add_argument("--sigma-w2", type=float, required=True, help="weight variance sigma_w^2")
+    rate.add_argument("--sigma-b2", type=float, required=True, help="bias variance sigma_b^2")
+    rate.add_argument("--depth", type=int, required=True, help="number of weight layers L (>= 2)")
+    rate.add_argument("--width", type=int, required=True, help="hidden (and input) width M")
+    rate.add_argument("--samples", type=int, required=True, help="number of training samples T")
+    rate.add_argument("--outputs", type=int, default=1, help="number of linear outputs C (default 1)")
+    rate.add_argument("--last-layer-bn", action="store_true",
+                      help="batch norm (mean subtraction) in the last layer")
+    rate.add_argument("--check", action="store_true",
+                      help="also compute one actual network's exact lambda_max")
+    rate.add_argument("--seed", type=int, default=0, help="seed of that network (default 0)")
+    rate.add_argument("--json", action="store_true", help="print JSON")
+    rate.set_defaults(run=_cmd_learning_rate)
     return parser
 
 

@@ -49,7 +49,8 @@ def test_report_exit_code_is_nonzero_when_a_check_fails(tmp_path, monkeypatch, c
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--section", "nope"], "unknown section 'nope': the sections are gaussian, meanfield, kernels"),
+    (["--section", "nope"],
+     "unknown section 'nope': the sections are gaussian, meanfield, kernels, fisher"),
     (["--format", "html,docx"], "unknown format 'docx': --format takes a comma-separated list of"),
     (["--format", ","], "unknown format (none given)"),
 ])
@@ -100,3 +101,42 @@ def test_gaussian_section_block_verifies_relu(tmp_path):
     checks = [c for b in blocks if isinstance(b, Checks) for c in b.checks]
     assert len(checks) == 8 and all(c.passed for c in checks)
     assert (tmp_path / "gaussian_relu.png").stat().st_size > 1000
+
+
+# --- derive learning-rate -------------------------------------------------------------------------------
+
+
+RATE = ["learning-rate", "relu", "--sigma-w2", "2", "--sigma-b2", "0.1", "--depth", "6", "--width", "1024",
+        "--samples", "256"]
+
+
+def test_learning_rate_prints_the_bound_and_its_json_matches_the_library(capsys):
+    import json
+
+    from derive.fisher import fisher_spectrum
+
+    assert main(RATE) == 0
+    out = capsys.readouterr().out
+    assert "learning rate bound 2/lambda_max = 0.000831743" in out
+    assert main([*RATE, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    spec = fisher_spectrum("relu", 2.0, 0.1, 6, width=1024, samples=256)
+    assert data["lambda_max"] == spec.lambda_max and data["learning_rate_bound"] == spec.learning_rate_bound
+
+
+def test_learning_rate_with_last_layer_bn_and_a_network_check(capsys):
+    import json
+
+    assert main([*RATE, "--last-layer-bn", "--check", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    bn = data["last_layer_bn"]
+    assert bn["reduction"] > 100 and bn["leading"] < bn["estimate"] < data["network"]["lambda_max"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--depth", "1"], "depth = 1 must be an integer >= 2"), (["--width", "0"], "width = 0"),
+    (["--samples", "0"], "samples = 0"), (["--outputs", "0"], "outputs = 0"),
+])
+def test_learning_rate_bad_input_exits_2_with_the_reason(change, message, capsys):
+    assert main([*RATE, *change]) == 2
+    assert message in capsys.readouterr().err

@@ -23,7 +23,8 @@ from derive.report.document import Checks, Equation, Figure, Heading, Math, Para
 from derive.report.writers.latex import compiler
 
 #: cheap options per section (a new section adds its own here)
-OPTIONS = {"gaussian": {"activations": ("relu", "sign", "tanh")}}
+OPTIONS = {"gaussian": {"activations": ("relu", "sign", "tanh")},
+           "fisher": {"activations": ("relu",), "widths": (128, 256), "seeds": 2}}
 IN_CI = bool(os.environ.get("CI"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
