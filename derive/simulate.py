@@ -50,7 +50,8 @@ from derive.layers import (
     as_layer,
 )
 
-__all__ = ["Network", "Pass", "Samples", "draw", "kernels", "propagation"]
+__all__ = ["Network", "Pass", "Samples", "backward_layer", "draw", "draw_layer", "forward_layer", "kernels",
+           "propagation"]
 
 
 # --- drawing a network ----------------------------------------------------------------------------
@@ -89,12 +90,14 @@ def _width(widths: list, owner: Dense) -> int:
 
 
 @singledispatch
-def _draw(layer, rng, fan_in: int, widths: list):
-    """(drawn layer, output width) of `layer` on inputs of width `fan_in`."""
+def draw_layer(layer, rng, fan_in: int, widths: list):
+    """(drawn layer, output width) of `layer` on inputs of width `fan_in`.  With
+    :func:`forward_layer` and :func:`backward_layer` this is how a new layer type is simulated:
+    register it on the three single-dispatch functions (``@draw_layer.register``)."""
     raise DomainError(f"cannot simulate the layer {layer!r}")
 
 
-@_draw.register
+@draw_layer.register
 def _(layer: Dense, rng, fan_in, widths):
     width = _width(widths, layer)
     sw, sb = math.sqrt(float(layer.sigma_w2)), math.sqrt(float(layer.sigma_b2))
@@ -112,7 +115,7 @@ class DrawnActivation:
     dphi: object
 
 
-@_draw.register
+@draw_layer.register
 def _(layer: Nonlinearity, rng, fan_in, widths):
     moments = moments_of(layer.activation)
     moments.check_numeric()
@@ -126,7 +129,7 @@ class DrawnDropout:
     rng: np.random.Generator
 
 
-@_draw.register
+@draw_layer.register
 def _(layer: Dropout, rng, fan_in, widths):
     return DrawnDropout(layer, rng), fan_in
 
@@ -136,7 +139,7 @@ class DrawnLayerNorm:
     layer: LayerNorm
 
 
-@_draw.register
+@draw_layer.register
 def _(layer: LayerNorm, rng, fan_in, widths):
     return DrawnLayerNorm(layer), fan_in
 
@@ -147,10 +150,10 @@ class DrawnResidual:
     branch: Network
 
 
-@_draw.register
+@draw_layer.register
 def _(layer: Residual, rng, fan_in, widths):
     if layer.elementwise is not None:
-        return _draw(Nonlinearity(layer.elementwise), rng, fan_in, widths)
+        return draw_layer(Nonlinearity(layer.elementwise), rng, fan_in, widths)
     branch, out = _draw_all(layer.branch, rng, fan_in, widths)
     if out != fan_in:
         raise DomainError(f"Residual: the branch maps width {fan_in} to {out}; the skip connection needs "
@@ -167,7 +170,7 @@ def _draw_all(layer: Layer, rng, fan_in: int, widths: list) -> tuple:
             more, fan_in = _draw_all(part, rng, fan_in, widths)
             drawn += more
         return drawn, fan_in
-    one, fan_in = _draw(layer, rng, fan_in, widths)
+    one, fan_in = draw_layer(layer, rng, fan_in, widths)
     return [one], fan_in
 
 
@@ -256,7 +259,7 @@ class Network:
             raise DomainError(f"X must be a finite array of shape (n, {self.input_dim})")
         records = []
         for layer in self.layers:
-            out, cache = _forward(layer, H)
+            out, cache = forward_layer(layer, H)
             records.append(Record(layer, H, out, cache))
             H = out
         return Pass(tuple(records), H)
@@ -268,7 +271,7 @@ class Network:
             delta = delta[None]
         dense = []
         for record in reversed(forward.records):
-            delta = _backward(record.layer, record, delta, dense)
+            delta = backward_layer(record.layer, record, delta, dense)
         return Backward(delta, tuple(reversed(dense)))
 
     def tangent_gram(self, backward: Backward) -> np.ndarray:
@@ -288,28 +291,28 @@ class Network:
 
 
 @singledispatch
-def _forward(layer, H):
+def forward_layer(layer, H):
     raise DomainError(f"cannot simulate {layer!r}")  # pragma: no cover - every drawn type is registered
 
 
-@_forward.register
+@forward_layer.register
 def _(layer: DrawnDense, H):
     return H @ layer.W.T + layer.b, None
 
 
-@_forward.register
+@forward_layer.register
 def _(layer: DrawnActivation, H):
     return layer.phi(H) * np.ones_like(H), layer.dphi
 
 
-@_forward.register
+@forward_layer.register
 def _(layer: DrawnDropout, H):
     p = float(layer.layer.keep)
     mask = (layer.rng.random(H.shape) < p) / p
     return H * mask, mask
 
 
-@_forward.register
+@forward_layer.register
 def _(layer: DrawnLayerNorm, H):
     centred = H - H.mean(axis=1, keepdims=True)
     sigma = np.sqrt(np.mean(centred**2, axis=1, keepdims=True))
@@ -317,24 +320,24 @@ def _(layer: DrawnLayerNorm, H):
     return Y, (Y, sigma)
 
 
-@_forward.register
+@forward_layer.register
 def _(layer: DrawnResidual, H):
     inner = layer.branch.forward(H)
     return H + float(layer.layer.alpha) * inner.output, inner
 
 
 @singledispatch
-def _backward(layer, record, delta, dense):
+def backward_layer(layer, record, delta, dense):
     raise DomainError(f"cannot differentiate {layer!r}")  # pragma: no cover
 
 
-@_backward.register
+@backward_layer.register
 def _(layer: DrawnDense, record, delta, dense):
     dense.append((layer, record.input, delta))
     return delta @ layer.W
 
 
-@_backward.register
+@backward_layer.register
 def _(layer: DrawnActivation, record, delta, dense):
     if layer.dphi is None:
         raise DomainError(f"{layer.layer.activation.name} has no derivative a network can be trained "
@@ -342,19 +345,19 @@ def _(layer: DrawnActivation, record, delta, dense):
     return delta * layer.dphi(record.input)
 
 
-@_backward.register
+@backward_layer.register
 def _(layer: DrawnDropout, record, delta, dense):
     return delta * record.cache
 
 
-@_backward.register
+@backward_layer.register
 def _(layer: DrawnLayerNorm, record, delta, dense):
     Y, sigma = record.cache
     centred = delta - delta.mean(axis=-1, keepdims=True)
     return (centred - Y * np.mean(delta * Y, axis=-1, keepdims=True)) / sigma
 
 
-@_backward.register
+@backward_layer.register
 def _(layer: DrawnResidual, record, delta, dense):
     a = float(layer.layer.alpha)
     inner = layer.branch.backward(record.cache, a * delta)

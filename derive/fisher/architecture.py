@@ -55,7 +55,7 @@ LOSSES = ("mse", "cross_entropy")
 LAST_LAYERS = ("plain", "mean_subtracted")
 
 
-def _count(value, name: str, least: int) -> int:
+def positive_count(value, name: str, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
         raise DomainError(f"{name} = {value!r} must be an integer >= {least}")
     return int(value)
@@ -161,9 +161,9 @@ def _has_batch_layer(layer: Layer) -> bool:
 
 def _widths(width, depth: int) -> tuple:
     if isinstance(width, int | np.integer) and not isinstance(width, bool):
-        return (_count(width, "width", 1),) * depth
+        return (positive_count(width, "width", 1),) * depth
     try:
-        widths = tuple(_count(w, "every width", 1) for w in width)
+        widths = tuple(positive_count(w, "every width", 1) for w in width)
     except TypeError:
         raise DomainError(f"width = {width!r} must be an integer or a sequence of integers") from None
     if len(widths) != depth:
@@ -185,7 +185,7 @@ def architecture(activation, sigma_w2=None, sigma_b2=None, depth=None, *, width,
 
     The last Dense layer has `outputs` units; `width` is M or (M_0, …, M_{L−1}).
     """
-    outputs = _count(outputs, "outputs", 1)
+    outputs = positive_count(outputs, "outputs", 1)
     mode = Parametrisation(choice(getattr(parametrisation, "value", parametrisation),
                                   tuple(p.value for p in Parametrisation), "parametrisation"))
     if isinstance(activation, Layer) and not isinstance(activation, Nonlinearity):
@@ -198,7 +198,7 @@ def architecture(activation, sigma_w2=None, sigma_b2=None, depth=None, *, width,
             raise DomainError("give the activation with sigma_w2, sigma_b2 and depth, e.g. "
                               "fisher_spectrum('relu', 2.0, 0.1, 6, width=1024, samples=256)")
         layer = as_layer(activation)
-        _count(depth, "depth", 2)
+        positive_count(depth, "depth", 2)
         dense = Dense(sigma_w2, sigma_b2)
         net, name = serial(dense, repeat(serial(layer, dense), depth - 1)), repr(layer)
     net = _with_parametrisation(net, mode)
@@ -216,7 +216,7 @@ def _from_layer(layer: Layer, depth) -> tuple:
             raise DomainError(f"the network {layer!r} must start with a Dense layer (on the inputs) and end "
                               "with one (the C linear outputs)")
         return layer, repr(layer)
-    _count(depth, "depth", 2)
+    positive_count(depth, "depth", 2)
     if len(dense) != 1 or _last(layer) is not dense[0]:
         raise DomainError(f"the block {layer!r} must hold exactly one Dense layer and end with it (one "
                           "weight layer of the L, linear outputs at the end); for other architectures pass "

@@ -102,8 +102,8 @@ def slopes(arch, step: float = 1e-2) -> tuple:
     """(κ₂′, g₂′): the slopes in the input correlation c at c = 0 of κ₂ and of the off-diagonal Gram
     entry g₂ (αMκ₂, or Θ₂ in the NTK parametrisation), by the fourth-order central difference
     (−g(2h) + 8g(h) − 8g(−h) + g(−2h))/(12h) on the order parameters (truncation O(h⁴))."""
+    from derive.fisher.kappas import gram_entries, kappas
     from derive.fisher.order import order_parameters
-    from derive.fisher.theory import gram_entries, kappas
 
     values = []
     for c in (2 * step, step, -step, -2 * step):
@@ -170,18 +170,18 @@ def _register_with_simulator() -> None:
     functions are single-dispatch, open to new layer types)."""
     from derive import simulate
 
-    @simulate._draw.register
+    @simulate.draw_layer.register
     def _(layer: BatchNorm, rng, fan_in, widths):
         return DrawnBatchNorm(layer), fan_in
 
-    @simulate._forward.register
+    @simulate.forward_layer.register
     def _(layer: DrawnBatchNorm, H):
         centred = H - H.mean(axis=0, keepdims=True)
         sigma = np.sqrt(np.mean(centred**2, axis=0, keepdims=True) + layer.layer.eps)
         Y = centred / sigma
         return Y, (Y, sigma)
 
-    @simulate._backward.register
+    @simulate.backward_layer.register
     def _(layer: DrawnBatchNorm, record, delta, dense):
         Y, sigma = record.cache  # the batch is axis 1 of delta (probes × inputs × units)
         centred = delta - delta.mean(axis=1, keepdims=True)

@@ -177,9 +177,9 @@ def empirical(activation, sigma_w2=None, sigma_b2=None, depth=None, *, width=Non
         return spectrum_of(activation, X, loss=loss, last_layer=last_layer, parametrisation=parametrisation)
     if width is None or samples is None:
         raise DomainError("give width= and samples= (or a drawn network and its inputs X)")
-    from derive.fisher.theory import _check_samples
+    from derive.fisher.theory import check_samples
 
-    samples = _check_samples(samples)
+    samples = check_samples(samples)
     arch = architecture(activation, sigma_w2, sigma_b2, depth, width=width, outputs=outputs,
                         parametrisation=parametrisation)
     network = single_threaded_blas(arch.draw)(seed)

@@ -37,7 +37,7 @@ from functools import lru_cache
 
 import sympy as sp
 
-from derive.fisher import notation as n
+import derive.fisher.notation as n
 from derive.kernel_state import KernelState
 from derive.layers import Dense
 from derive.symbols import q1 as Q1

@@ -45,39 +45,13 @@ import numpy as np
 
 from derive.errors import DomainError
 from derive.fisher.architecture import LAST_LAYERS, LOSSES, Architecture, architecture, choice
+from derive.fisher.kappas import Gram, gram_entries, kappas
 from derive.fisher.order import order_parameters
 from derive.layers import Dense, Parametrisation
 
 
 class FisherAccuracyWarning(UserWarning):
     """A regime where the leading-order formulas are known to be poor (the result says why)."""
-
-
-@dataclass(frozen=True)
-class Gram:
-    """The leading entries of one output's block of the Fisher Gram J Jᵀ: diagonal (one input)
-    and off-diagonal (two inputs)."""
-
-    diagonal: float
-    off_diagonal: float
-
-
-def gram_entries(arch: Architecture, layers: tuple) -> Gram:
-    """αMκ₁, αMκ₂ (standard parametrisation) or Θ₁, Θ₂ (NTK parametrisation)."""
-    if arch.parametrisation is Parametrisation.STANDARD:
-        entries = [sum(arch.M * o.ratio * o.q_tilde1 * o.q_hat1 for o in layers),
-                   sum(arch.M * o.ratio * o.q_tilde2 * o.q_hat2 for o in layers)]
-    else:
-        entries = [sum((o.sigma_w2 * o.q_hat1 + o.sigma_b2) * o.q_tilde1 for o in layers),
-                   sum((o.sigma_w2 * o.q_hat2 + o.sigma_b2) * o.q_tilde2 for o in layers)]
-    return Gram(*entries)
-
-
-def kappas(arch: Architecture, layers: tuple) -> tuple:
-    """(κ₁, κ₂) of Karakida et al. (2019)."""
-    a = arch.alpha
-    return (sum(o.ratio / a * o.q_tilde1 * o.q_hat1 for o in layers),
-            sum(o.ratio / a * o.q_tilde2 * o.q_hat2 for o in layers))
 
 
 def _accuracy_warnings(arch: Architecture, samples: int, gram: Gram, last_layer: str,
@@ -186,10 +160,10 @@ def _statistics(arch: Architecture, samples: int, gram: Gram) -> tuple:
             (T - 1) / T * off + diag / T, (diag - off) / T)
 
 
-def _check_samples(samples) -> int:
-    from derive.fisher.architecture import _count
+def check_samples(samples) -> int:
+    from derive.fisher.architecture import positive_count
 
-    return _count(samples, "samples", 1)
+    return positive_count(samples, "samples", 1)
 
 
 def fisher_spectrum(activation, sigma_w2=None, sigma_b2=None, depth=None, *, width, samples, outputs=1,
@@ -213,7 +187,7 @@ def fisher_spectrum(activation, sigma_w2=None, sigma_b2=None, depth=None, *, wid
     """
     loss = choice(loss, LOSSES, "loss")
     last_layer = choice(last_layer, LAST_LAYERS, "last_layer")
-    samples = _check_samples(samples)
+    samples = check_samples(samples)
     arch = architecture(activation, sigma_w2, sigma_b2, depth, width=width, outputs=outputs,
                         parametrisation=parametrisation)
     if arch.batch_coupled:
