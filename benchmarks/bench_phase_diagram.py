@@ -30,9 +30,10 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import integrate, optimize  # noqa: E402
 
+from derive.gaussian.equal_variances import equal_variances  # noqa: E402
 from derive.gaussian.moments import moments_of  # noqa: E402
 from derive.gaussian.quadrature import np_expectation_1d, np_expectation_2d  # noqa: E402
-from derive.meanfield import MeanField, _map_functions  # noqa: E402
+from derive.meanfield import MeanField  # noqa: E402
 
 W_RANGE, B_RANGE = (0.5, 4.0), (0.0, 0.3)
 
@@ -202,7 +203,7 @@ def main():
     print(f"  Gauss-Hermite: {errors([v[flat] for v in gh], ref)}")
     if quad:
         print(f"  scipy quad:    {errors(np.array(quad).T, ref[:, :len(quad)])}")
-    fns = _map_functions(mf.activation)
+    fns = equal_variances(mf.activation)
     print(f"\ntables: {fns._table_cd.patch_count} C_d patches, {fns._table_g.patch_count} G patches; "
           f"estimated error {fns.error:.1e}; Mehler source: {moments_of(mf.activation).methods}")
 

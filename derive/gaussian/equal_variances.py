@@ -74,13 +74,15 @@ class EqualVariances:
         self.tabulated = act.is_smooth
         self._moments = moments
         self._source_error = 0.0
+        # V, D in closed form are evaluated as such (exact: linear's D is 1, not 1 ± ulp)
+        self._one = ([_numpy_function(expressions[k], (q,)) for k in ("V", "Vq", "D", "Dq")]
+                     if self.closed_form or not self.tabulated else None)
         if self.tabulated:
             tol = 1e-14 if self.closed_form else 1e-13
             self._table1 = Table1D(self._sample_one, 2, tol=tol)
             self._table_cd = Table2D(self._sample_cd, 1, tol=max(tol, 10 * CD_TOL), integral=True)
             self._table_g = Table2D(self._sample_g, 1, tol=max(tol, 1e-13))
         else:
-            self._one = [_numpy_function(expressions[k], (q,)) for k in ("V", "Vq", "D", "Dq")]
             self._cd = _numpy_function(expressions["Cd"], (q, c))
             self._c = _numpy_function(expressions["C"], (q, c))
 
@@ -145,7 +147,7 @@ class EqualVariances:
     def one(self, qv) -> np.ndarray:
         """(V, V′, D, D′) at q > 0: a (4, N) array."""
         qv = np.asarray(qv, dtype=float).ravel()
-        if not self.tabulated:
+        if self._one is not None:
             return np.stack([f(qv) for f in self._one])
         values, slopes = self._table1(np.log(qv), derivative=True)
         out = np.empty((4, qv.size))
@@ -157,7 +159,7 @@ class EqualVariances:
     def variance_map(self, qv) -> np.ndarray:
         """V(q) alone (no slopes)."""
         qv = np.asarray(qv, dtype=float).ravel()
-        if not self.tabulated:
+        if self._one is not None:
             return self._one[0](qv)
         return self._table1(np.log(qv))[0]
 

@@ -131,8 +131,9 @@ def solve_q_star(F, q0, guess=None):
     if not todo.size:
         return qs, flag
     f0, g0 = F(q0[todo], todo)
-    at = todo[f0 == 0]
-    qs[at] = q0[at]
+    still = np.abs(f0) <= _ROUNDING * q0[todo]  # q⁰ is fixed to within the maps' error (ReLU at (2, 0))
+    qs[todo[still]] = q0[todo[still]]
+    f0 = np.where(still, 0.0, f0)
     for up in (True, False):
         sel = todo[(f0 > 0) if up else (f0 < 0)]
         if not sel.size:
