@@ -32,6 +32,7 @@ from enum import Enum
 import sympy as sp
 
 from derive.activations import Activation
+from derive.errors import DivergenceError
 from derive.gaussian import expect, expect2
 from derive.parsing import as_expr
 from derive.symbols import c, q1, q2, x, y
@@ -125,13 +126,23 @@ class SymbolicAlgebra(Algebra):
         phi, dphi = act(x), act.derivative(x)
         phi_y, dphi_y = act(y), act.derivative(y)
         corr = s.c
-        d11, d22 = expect(dphi**2, x, s.k11), expect(dphi_y**2, y, s.k22)
-        d12 = expect2(dphi * dphi_y, x, y, s.k11, s.k22, corr)
+        d11, d22 = _diagonal(dphi**2, (x,), (s.k11,)), _diagonal(dphi_y**2, (y,), (s.k22,))
+        d12 = _diagonal(dphi * dphi_y, (x, y), (s.k11, s.k22, corr))
         return KernelState(
             k11=expect(phi**2, x, s.k11), k22=expect(phi_y**2, y, s.k22),
             k12=expect2(phi * phi_y, x, y, s.k11, s.k22, corr),
             t11=s.t11 * d11, t22=s.t22 * d22, t12=s.t12 * d12,
             chi11=s.chi11 * d11, chi22=s.chi22 * d22, chi12=s.chi12 * d12)
+
+
+def _diagonal(integrand, variables: tuple, parameters: tuple):
+    """E φ′(u)² (or E φ′(u)φ′(v)), infinite — not an error — where φ′ has a jump: the q- and
+    c-maps stay finite and only χ and the NTK, which need it, are ∞ (E δ(u)δ(v) is finite for
+    |c| < 1 and ∞ at c = 1)."""
+    try:
+        return (expect if len(variables) == 1 else expect2)(integrand, *variables, *parameters)
+    except DivergenceError:
+        return sp.oo
 
 
 SYMBOLIC = SymbolicAlgebra()

@@ -30,11 +30,11 @@ import numpy as np
 import sympy as sp
 
 from derive.activations import Activation
-from derive.gaussian.expectation import GaussianExpectation
+from derive.gaussian.expectation import GaussianExpectation, expect2
 from derive.gaussian.moments import moments_of
 from derive.gaussian.tables import Table1D, Table2D, single_threaded_blas
 from derive.numeric import lambdify
-from derive.symbols import c, q, q1, q2
+from derive.symbols import c, q, q1, q2, x, y
 
 #: error bounds (relative to V, resp. D) asked of the sampled E φ(u)φ(v) and E φ′(u)φ′(v) without
 #: closed forms (Mehler-Hermite tail bound, else 2-D quadrature).  C enters G = (V − C)/(1 − c),
@@ -66,8 +66,10 @@ class EqualVariances:
     def __init__(self, act: Activation):
         moments = moments_of(act)
         equal = {q1: q, q2: q}
-        expressions = {"V": moments.V.expr, "D": moments.D.expr,
-                       "C": moments.C.expr.xreplace(equal), "Cd": moments.Cd.expr.xreplace(equal)}
+        # a jump of φ: D = E δ² = ∞ (χ₁ infinite), while C_d = E δ(u)δ(v) is finite for |c| < 1
+        cross = expect2(act.derivative(x) * act.derivative(y), x, y, q, q, c)
+        expressions = {"V": moments.V.expr, "D": sp.oo if moments.has_jump else moments.D.expr,
+                       "C": moments.C.expr.xreplace(equal), "Cd": cross}
         expressions |= {"Vq": sp.diff(expressions["V"], q), "Dq": sp.diff(expressions["D"], q)}
         self.expressions = expressions
         self.closed_form = not any(e.has(GaussianExpectation) for e in expressions.values())

@@ -101,7 +101,8 @@ class DepthScales:
     """ξ_q = −1/log χ_q, ξ_c = −1/log χ_c, ξ_∇ = −1/log χ₁ (Schoenholz et al. 2017, eqs. 7-13).
 
     ξ_c = ∞ on the critical line; ξ_∇ < 0 in the chaotic phase means gradients *grow*
-    over |ξ_∇| layers instead of decaying."""
+    over |ξ_∇| layers instead of decaying.  Where they are NaN, `reason` says why (no finite
+    fixed point: the regime)."""
 
     xi_q: object
     xi_c: object
@@ -110,6 +111,17 @@ class DepthScales:
     chi_c: object
     chi1: object
     method: str
+    regime: object = None
+
+    @property
+    def reason(self) -> str:
+        """Why the depth scales are NaN (a scalar point), or the empty string."""
+        if np.ndim(self.regime) or self.regime is None:
+            return ""
+        return {Regime.Q_INFINITE: "q grows without bound (q* = ∞): there is no fixed point to relax to",
+                Regime.Q_ZERO: "q decays to 0 and χ₁ < 1 there: the signal vanishes, no fixed point q* > 0",
+                Regime.MARGINAL: "q decays to 0 with χ₁ → 1: the marginal point, ξ_c = ξ_∇ = ∞",
+                }.get(Regime(self.regime), "")
 
     @classmethod
     def of(cls, fp: FixedPoint) -> DepthScales:
@@ -120,7 +132,7 @@ class DepthScales:
                 values = [v.item() if v.ndim == 0 else v for v in values]
         else:
             values = [output(xi(v), np.shape(v)) for v in (fp.chi_q, fp.chi_c, fp.chi1)]
-        return cls(*values, fp.chi_q, fp.chi_c, fp.chi1, fp.method)
+        return cls(*values, fp.chi_q, fp.chi_c, fp.chi1, fp.method, fp.regime)
 
     def _latex(self, printer) -> str:
         def value(v):
