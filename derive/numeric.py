@@ -8,6 +8,14 @@ to its moment in the Gaussian engine (:mod:`derive.gaussian.moments`) with its
 parameters evaluated as arrays.  The result broadcasts over its arguments like a
 numpy ufunc.
 
+Non-finite values follow one policy across `derive`: an evaluator never returns inf or nan
+silently.  :func:`lambdify` raises :class:`~derive.errors.NumericError` naming the point where a
+finite input gives a non-finite result (``nonfinite="nan"`` opts out, for callers that mask such
+points); a moment whose closed form is not finite in float64 at a point is evaluated there by
+quadrature, and says so (:mod:`derive.gaussian.moments`); the mean-field solvers report q* = inf
+or 0 where the variance leaves float64's range or decays, with NaN for the quantities that then do
+not exist and a regime that says why (:mod:`derive.meanfield`).
+
 >>> import numpy as np, sympy as sp
 >>> from derive.symbols import x, q
 >>> from derive.gaussian import GaussianExpectation
