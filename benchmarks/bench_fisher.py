@@ -14,11 +14,10 @@ nothing is asserted.  Run: python benchmarks/bench_fisher.py
 
 from __future__ import annotations
 
-import time
-import tracemalloc
 import warnings
 
 import numpy as np
+from timing import measure
 
 from derive.fisher import FisherAccuracyWarning, empirical, fisher_spectrum
 from derive.fisher.architecture import architecture
@@ -27,20 +26,6 @@ from derive.gaussian.tables import single_threaded_blas
 
 M, DEPTH, T, C = 2000, 4, 100, 10
 ACT = ("relu", 2.0, 0.1)
-
-
-def measure(fn, repeats=3):
-    """(result, best wall time in s, peak traced memory in MB)."""
-    best, result = np.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    tracemalloc.start()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1] / 2**20
-    tracemalloc.stop()
-    return result, best, peak
 
 
 @single_threaded_blas

@@ -16,30 +16,16 @@ Run: /work/venv/bin/python benchmarks/bench_kernels.py
 from __future__ import annotations
 
 import time
-import tracemalloc
 
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
+from timing import measure
 
 from derive.layers import Dense, repeat, serial
 
 N_INPUTS, DIM, DEPTH = 1000, 100, 10
 SW, SB = 1.5, 0.05  # tanh: ordered phase near the edge of chaos (Schoenholz et al. 2017)
 SW_RELU, SB_RELU = 2.0, 0.05
-
-
-def measure(fn, repeats=3):
-    """(result, best wall time, peak traced memory in MB)."""
-    best, result = np.inf, None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    tracemalloc.start()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1] / 2**20
-    tracemalloc.stop()
-    return result, best, peak
 
 
 # --- ReLU ---------------------------------------------------------------------------------------
