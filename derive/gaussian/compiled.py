@@ -31,11 +31,23 @@ from derive.gaussian.stable import stable_form
 
 
 def _select(conditions, choices):
-    """numpy.select with every condition and choice broadcast to one shape first (a Piecewise of
+    """numpy.select of a Piecewise, the choices given as thunks: a branch no element takes is not
+    evaluated (the series near c = −1 of the arc-cosine kernels costs nothing on a Gram without
+    such entries), and conditions and choices are broadcast to one shape first (a Piecewise of
     functions of different variables, such as φ′(x)φ′(y) in 2-D, mixes shapes)."""
-    arrays = np.broadcast_arrays(*conditions, *choices)
-    n = len(conditions)
-    return np.select(arrays[:n], arrays[n:], default=np.nan)
+    conditions = np.broadcast_arrays(*conditions)
+    taken = np.zeros(conditions[0].shape, bool)
+    chosen, values = [], []
+    for condition, choice in zip(conditions, choices, strict=True):
+        mask = condition & ~taken
+        if mask.any():
+            chosen.append(mask)
+            values.append(choice())
+        taken |= mask
+    if not chosen:
+        return np.full(taken.shape, np.nan)
+    arrays = np.broadcast_arrays(*chosen, *values)
+    return np.select(arrays[:len(chosen)], arrays[len(chosen):], default=np.nan)
 
 
 _SPECIAL = {
@@ -74,7 +86,7 @@ class NumpyCodePrinter(NumPyPrinter):
         return f"functools.reduce(numpy.logical_or, [{', '.join(map(self._print, expr.args))}])"
 
     def _print_Piecewise(self, expr):
-        choices = ", ".join(self._print(arg.expr) for arg in expr.args)
+        choices = ", ".join(f"lambda: {self._print(arg.expr)}" for arg in expr.args)
         conditions = ", ".join(self._print(arg.cond) for arg in expr.args)
         return f"_select([{conditions}], [{choices}])"
 
