@@ -13,6 +13,10 @@ layer of a wide random network, with named fields (change them with ``dataclasse
   unit (q(1 − c) for equal variances), mapped by every layer directly so that numeric algebras
   can keep 1 − c accurate when the inputs are nearly equal (it defaults to its definition).
 
+A statistic a computation does not need can be :data:`UNTRACKED`: every layer maps it to itself
+at no cost (the float64 Gram path leaves χ₂₂, χ₁₂ and the gap untracked unless a trace is asked
+for, since each is another n × n array per layer).
+
 An :class:`Algebra` says how a layer's formulas are evaluated: on SymPy expressions
 (:data:`SYMBOLIC`), float64 Gram matrices or mpmath numbers (:mod:`derive.ntk`), or float
 arrays of mean-field parameters (:mod:`derive.meanfield`).  A :class:`Trace` records the state
@@ -36,6 +40,30 @@ from derive.errors import DivergenceError
 from derive.gaussian import expect, expect2
 from derive.parsing import as_expr
 from derive.symbols import c, q1, q2, x, y
+
+
+class _Untracked:
+    """A statistic nobody reads: arithmetic with it, from either side and with numpy arrays
+    (``__array_ufunc__ = None`` makes numpy defer), gives itself.
+
+    >>> import numpy as np
+    >>> UNTRACKED * np.ones(3) + 1 is UNTRACKED
+    True
+    """
+
+    __array_ufunc__ = None
+
+    def _self(self, *_):
+        return self
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _self
+    __neg__ = _self
+
+    def __repr__(self) -> str:
+        return "UNTRACKED"
+
+
+UNTRACKED = _Untracked()
 
 
 @dataclass(frozen=True)

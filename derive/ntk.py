@@ -35,7 +35,7 @@ import sympy as sp
 
 from derive.errors import DomainError, NumericError
 from derive.gaussian.moments import Method, moments_of
-from derive.kernel_state import Algebra, KernelState, Kind
+from derive.kernel_state import UNTRACKED, Algebra, KernelState, Kind
 from derive.parsing import as_expr
 
 __all__ = ["Gram", "Kernels", "PairKernels", "kernels", "kernels_mp"]
@@ -157,11 +157,12 @@ class Float64Algebra(Algebra):
                                                                     self.with_ntk)
         self.used[act.name] = self.used.get(act.name, frozenset()) | used
         self.error = max(self.error, error)
+        gap = UNTRACKED if s.gap is UNTRACKED else (k11 + k22) / 2 - k12
         if not self.with_ntk:
-            return replace(s, k11=k11, k22=k22, k12=k12, gap=(k11 + k22) / 2 - k12)
+            return replace(s, k11=k11, k22=k22, k12=k12, gap=gap)
         d11, d22, dd12 = derivs
         return KernelState(k11=k11, k22=k22, k12=k12, t11=s.t11 * d11, t22=s.t22 * d22, t12=s.t12 * dd12,
-                           chi11=s.chi11 * d11, chi22=s.chi22 * d22, chi12=s.chi12 * dd12)
+                           chi11=s.chi11 * d11, chi22=s.chi22 * d22, chi12=s.chi12 * dd12, gap=gap)
 
     @property
     def methods(self) -> tuple:
@@ -204,8 +205,11 @@ def kernels(net, X, *, tol: float = 1e-12, ntk: bool = True, trace: bool = False
     K0 = X @ X.T / d
     diag = np.diag(K0).copy()
     zeros = np.zeros((n, n))
+    # χ₂₂, χ₁₂ and the gap are n × n statistics only a trace shows
+    shown = dict(chi22=np.ones((1, n)), chi12=np.ones((n, n))) if trace else dict(
+        chi22=UNTRACKED, chi12=UNTRACKED, gap=UNTRACKED)
     state = KernelState(k11=diag[:, None], k22=diag[None, :], k12=K0, t11=zeros[:, :1], t22=zeros[:1, :],
-                        t12=zeros, chi11=np.ones((n, 1)), chi22=np.ones((1, n)), chi12=np.ones((n, n)))
+                        t12=zeros, chi11=np.ones((n, 1)), **shown)
     algebra = Float64Algebra(tol, ntk)
     with np.errstate(over="raise"):
         try:

@@ -46,6 +46,8 @@ def _select(conditions, choices):
         taken |= mask
     if not chosen:
         return np.full(taken.shape, np.nan)
+    if len(chosen) == 1 and taken.all():  # one branch everywhere: its values, uncopied
+        return np.broadcast_arrays(taken, values[0])[1]
     arrays = np.broadcast_arrays(*chosen, *values)
     return np.select(arrays[:len(chosen)], arrays[len(chosen):], default=np.nan)
 
