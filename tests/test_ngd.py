@@ -48,7 +48,7 @@ def test_alpha_at_numbers_is_the_symbolic_alpha_substituted(method, convention):
         numeric = ngd_alpha(method, depth=depth, width=width, samples=samples, activation="relu",
                             convention=convention).value
         assert numeric == symbolic.subs({L: depth, M: width, N: samples})
-        assert numeric.is_number and numeric > 0 or (method == "unit_wise" and depth == 1)
+        assert numeric.is_number and numeric > 0
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -155,6 +155,34 @@ def test_kfac_and_unit_wise_refuse_several_outputs(method):
 def test_depth_must_be_a_positive_integer(bad):
     with pytest.raises(DomainError, match="depth"):
         ngd_alpha("exact", depth=bad)
+
+
+def test_unit_wise_of_depth_one_has_no_hidden_units_and_no_paper_alpha():
+    with pytest.raises(DomainError, match="no hidden units.*convention='averaged'"):
+        ngd_alpha("unit_wise", depth=1, width=10, activation="relu")
+    assert ngd_alpha("unit_wise", depth=1, width=10, activation="relu", convention="averaged").value == 1
+    assert ngd_alpha("block_diagonal", depth=1).value == 1
+
+
+def test_training_and_the_kernel_prediction_refuse_bad_input_with_what_to_do():
+    from derive.ngd.dynamics import kernel_prediction
+    from derive.ngd.training import train
+
+    with pytest.raises(DomainError, match=r"method = 'unitwize' is not one of .*did you mean 'unit_wise'\?"):
+        train("relu", 2.0, 0.1, 3, width=50, samples=5, method=("exact", "unitwize"))
+    with pytest.raises(DomainError, match="depth = 0 must be an integer"):
+        train("relu", 2.0, 0.1, 0, width=50, samples=5, method="exact")
+    with pytest.raises(DomainError, match="C = 1"):
+        train("relu", 2.0, 0.1, 3, width=50, samples=5, method="kfac", outputs=2)
+    with pytest.raises(DomainError, match="rank 11 < 30.*at least as many units as samples"):
+        train("relu", 2.0, 0.1, 3, width=(50, 10, 10), samples=30, method="block_diagonal")
+    with pytest.raises(DomainError, match="positive integer"):
+        train("relu", 2.0, 0.1, 3, width=50, samples=5, method="exact", steps=0)
+    X = np.random.default_rng(0).standard_normal((4, 50))
+    X[2] = X[0]
+    with pytest.raises(DomainError, match="repeated rows.*remove the repeated inputs"):
+        kernel_prediction("relu", 2.0, 0.1, 3, width=50, X=X, residual=np.ones(4), X_test=X[:2],
+                          method="exact")
 
 
 def test_width_and_samples_must_be_positive_integers_and_gamma_needs_a_derivative():

@@ -199,6 +199,10 @@ def ngd_alpha(method, *, depth, width=None, samples=None, outputs=1, activation=
     name, conv = pick_method(method), pick_convention(convention)
     check_outputs(name, outputs)
     L = _count(depth, "depth", n.L)
+    if name == "unit_wise" and conv == "paper" and L == 1:
+        raise DomainError("unit-wise NGD of depth 1 has no hidden units, so the paper's α = γ(L − 1)M is 0 "
+                          "and η = 1/α does not exist: give depth >= 2, or convention='averaged' (α = 1, "
+                          "the output unit's block is the exact one)")
     M = _count(width, "width", n.M)
     N = _count(samples, "samples", n.N)
     conditions = list(COMMON) + list(_CONDITIONS[name])

@@ -108,6 +108,10 @@ def kernel_prediction(activation, sigma_w2=None, sigma_b2=None, depth=None, *, w
     arch = architecture(activation, sigma_w2, sigma_b2, depth, width=width, outputs=outputs,
                         parametrisation=parametrisation)
     X, X_test = np.asarray(X, dtype=float), np.asarray(X_test, dtype=float)
+    if np.unique(X, axis=0).shape[0] < X.shape[0]:
+        raise DomainError(f"X has repeated rows ({X.shape[0] - np.unique(X, axis=0).shape[0]} of "
+                          f"{X.shape[0]}), so the training kernel is singular and the regression has no "
+                          "unique solution: remove the repeated inputs")
     residual = np.asarray(residual, dtype=float).reshape(X.shape[0], outputs)
     factors = limit_factors(arch, np.vstack([X, X_test]))
     train, test = _rows(factors, slice(0, X.shape[0])), _rows(factors, slice(X.shape[0], None))

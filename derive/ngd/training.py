@@ -127,7 +127,8 @@ def train(activation, sigma_w2=None, sigma_b2=None, depth=None, *, width, sample
     """NGD on one drawn network (the arguments of :func:`derive.fisher.empirical`) for `steps` steps of
     size `eta` × 1/α (``relative=True``, α of :func:`derive.ngd.ngd_alpha`) or `eta` itself; a
     sequence of methods gives a tuple of :class:`NGDRun` from the same network and data."""
-    names = [pick_method(m) for m in np.atleast_1d(method)]
+    one = isinstance(method, str)
+    names = [pick_method(m) for m in ((method,) if one else method)]
     conv = pick_convention(convention)
     if not (isinstance(steps, int) and steps >= 1 and eta > 0):
         raise DomainError(f"steps = {steps!r} must be a positive integer and eta = {eta!r} positive")
@@ -161,4 +162,4 @@ def train(activation, sigma_w2=None, sigma_b2=None, depth=None, *, width, sample
             kernel = np.array([pred.outputs(t, step) for t in range(steps + 1)])
         runs.append(NGDRun(name, conv, alpha, step, np.array(losses), np.array(test_losses),
                            np.array(test_out), linear, kernel, Y_test))
-    return runs[0] if np.ndim(method) == 0 else tuple(runs)
+    return runs[0] if one else tuple(runs)
