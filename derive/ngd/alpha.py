@@ -46,8 +46,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+import derive.ngd.notation as n
 from derive.errors import DomainError
-from derive.ngd import notation as n
 from derive.ngd.gamma import unit_gamma
 from derive.ngd.methods import check_outputs
 from derive.ngd.methods import convention as pick_convention
