@@ -17,7 +17,7 @@ import pytest
 from derive.fisher.architecture import architecture
 from derive.fisher.exact import gaussian_inputs, jacobian_factors
 from derive.fisher.theory import mean_field_gram, mean_field_layers
-from derive.ngd import METHODS, function_space_operator, preconditioner
+from derive.ngd import METHODS, fitted_exponent, function_space_operator, preconditioner
 from derive.ngd.dynamics import kernel_prediction
 from derive.ngd.training import ngd_step, train
 
@@ -25,16 +25,6 @@ N, DIM = 20, 32
 WIDTHS = (100, 400, 1600)
 SEEDS = range(4)
 ISOTROPIC = ("exact", "block_diagonal", "block_tridiagonal", "kfac")
-
-
-def _slope(widths, values) -> tuple:
-    """Least-squares slope of log(value) on log(width) over all seeds, and its standard error."""
-    x = np.repeat(np.log(widths), values.shape[1])
-    z = np.log(values).ravel()
-    X = np.stack([np.ones_like(x), x], axis=1)
-    coef, res, *_ = np.linalg.lstsq(X, z, rcond=None)
-    sigma2 = float(res[0]) / (len(z) - 2)
-    return coef[1], np.sqrt(sigma2 * np.linalg.inv(X.T @ X)[1, 1])
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +45,7 @@ def test_one_step_at_one_over_alpha_converges_up_to_a_remainder_falling_with_wid
     half = np.array([[runs[w, s][1][index].residual_ratios[1] for s in SEEDS] for w in WIDTHS])
     # below the full step the linear law |1 − αη| holds up to the remainder the full step measured
     assert np.all(np.abs(half - 0.5) <= full), (ISOTROPIC[index], full, half)
-    slope, se = _slope(WIDTHS, full)
+    slope, se = fitted_exponent(WIDTHS, full)
     assert slope < -3 * se and slope < 0, (ISOTROPIC[index], slope, se, full)
 
 
@@ -65,7 +55,7 @@ def test_test_outputs_approach_the_kernel_regression_prediction_as_one_over_root
         return np.sqrt(np.mean((run.test_outputs[-1] - run.kernel_test[-1]) ** 2))
 
     distance = np.array([[rms(runs[w, s][0][index]) for s in SEEDS] for w in WIDTHS])
-    slope, se = _slope(WIDTHS, distance)
+    slope, se = fitted_exponent(WIDTHS, distance)
     assert abs(slope + 0.5) <= 4 * se and slope < -3 * se, (ISOTROPIC[index], slope, se, distance)
 
 
@@ -88,7 +78,7 @@ def test_the_approximations_differ_on_unseen_inputs_beyond_the_finite_width_erro
     for seed in SEEDS:  # at the widest width both fit the training set
         exact, _, _, kfac = runs[WIDTHS[-1], seed][0]
         assert exact.losses[1] <= 1e-2 * exact.losses[0] and kfac.losses[1] <= 2e-2 * kfac.losses[0]
-    slope, se = _slope(WIDTHS, errors)
+    slope, se = fitted_exponent(WIDTHS, errors)
     assert slope < -3 * se, (slope, se, errors)
     assert rms(gaps[-1]) > 3 * rms(errors[-1]), (gaps[-1], errors[-1])
 
@@ -149,7 +139,7 @@ def test_unit_wise_ngd_leaves_its_linearisation_at_every_width():
     full = np.array([[train("tanh", 1.5, 0.1, 3, width=(DIM, w, w), samples=N, method="unit_wise", steps=1,
                             convention="averaged", test_samples=1, seed=s).residual_ratios[1] for s in SEEDS]
                      for w in widths])
-    slope, se = _slope(widths, full)
+    slope, se = fitted_exponent(widths, full)
     assert slope > -0.5 + 3 * se, (slope, se, full)
     exact = [train("tanh", 1.5, 0.1, 3, width=(DIM, 1600, 1600), samples=N, method="exact", steps=1,
                    test_samples=1, seed=s).residual_ratios[1] for s in SEEDS]

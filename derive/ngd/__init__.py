@@ -10,6 +10,8 @@ of natural gradient descent in wide neural networks", NeurIPS 2020, arXiv 2010.0
   every pseudo-inverse on the side of the samples (push-through identity, zero damping);
 * :mod:`~derive.ngd.operator` — :func:`function_space_operator`: J G⁺ Jᵀ/N of an actual network,
   its mean eigenvalue and its distance from α I;
+* :mod:`~derive.ngd.isotropy` — :func:`isotropy`: the operator's spread over widths and seeds, and
+  :func:`fitted_exponent`, its power law in the width;
 * :mod:`~derive.ngd.dynamics` — :func:`kernel_prediction`: the wide-limit kernel regression each
   approximation converges to on unseen inputs;
 * :mod:`~derive.ngd.training` — :func:`train`: NGD on a drawn network of the simulator, loss per step
@@ -35,6 +37,7 @@ of natural gradient descent in wide neural networks", NeurIPS 2020, arXiv 2010.0
 from derive.ngd.alpha import NGDAlpha, ngd_alpha, tridiagonal, tridiagonal_alpha
 from derive.ngd.dynamics import KernelPrediction, kernel_prediction
 from derive.ngd.gamma import unit_gamma
+from derive.ngd.isotropy import Isotropy, fitted_exponent, isotropy
 from derive.ngd.methods import CONVENTIONS, METHODS
 from derive.ngd.operator import FunctionSpaceOperator, function_space_operator, operator_of
 from derive.ngd.preconditioner import Preconditioner, preconditioner
@@ -42,4 +45,5 @@ from derive.ngd.training import NGDRun, train
 
 __all__ = ["ngd_alpha", "NGDAlpha", "tridiagonal", "tridiagonal_alpha", "unit_gamma", "METHODS",
            "CONVENTIONS", "function_space_operator", "operator_of", "FunctionSpaceOperator", "Preconditioner",
-           "preconditioner", "kernel_prediction", "KernelPrediction", "train", "NGDRun"]
+           "preconditioner", "kernel_prediction", "KernelPrediction", "train", "NGDRun",
+           "isotropy", "Isotropy", "fitted_exponent"]
