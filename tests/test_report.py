@@ -24,7 +24,8 @@ from derive.report.writers.latex import compiler
 
 #: cheap options per section (a new section adds its own here)
 OPTIONS = {"gaussian": {"activations": ("relu", "sign", "tanh")},
-           "fisher": {"activations": ("relu",), "widths": (128, 256), "seeds": 2}}
+           "fisher": {"activations": ("relu",), "widths": (128, 256), "seeds": 2},
+           "ngd": {"widths": (100, 200, 400), "seeds": 4, "train_width": 200, "steps": 3}}
 IN_CI = bool(os.environ.get("CI"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -122,6 +123,19 @@ def test_every_section_is_built_and_passes_its_checks(report):
     assert len(recursions) == 3 and all(r.startswith(r"\begin{aligned}") for r in recursions)
     meanfield = document.sections[SECTIONS.index("meanfield")]
     assert any("(2, 0)" in b.math.latex for b in meanfield.blocks if isinstance(b, Equation))  # ReLU point
+
+
+def test_ngd_section_has_the_alpha_table_as_latex_the_isotropy_figure_and_the_training_curves(report):
+    ngd = report.document.sections[SECTIONS.index("ngd")]
+    table = next(b for b in ngd.blocks if isinstance(b, Table))
+    cells = {row[0][0]: [piece.latex for cell in row[1:4] for piece in cell if isinstance(piece, Math)]
+             for row in table.rows}
+    assert cells["K-FAC"] == ["L N", r"N \left(L - 1\right) + 1", r"\frac{1}{L N}"]
+    assert cells["block tri-diagonal"][0] == r"\left\lceil{\frac{L}{3}}\right\rceil"
+    assert cells["unit-wise"][0] == r"M \gamma \left(L - 1\right)"
+    assert {f.path.name for f in ngd.figures} == {"ngd_isotropy.png", "ngd_training.png"}
+    tex = (report.path / "report.tex").read_text(encoding="utf-8")
+    assert r"\left\lceil{\frac{L}{3}}\right\rceil" in tex and "ngd_training.png" in tex
 
 
 def test_check_names_carry_their_math_as_formulas(report):

@@ -86,30 +86,68 @@ def _coupled(network) -> bool:
     return any(getattr(getattr(layer, "layer", None), "batch_coupled", False) for layer in network.layers)
 
 
-def jacobian_gram(network, X, parametrisation=Parametrisation.STANDARD) -> tuple:
-    """(G, f): the Gram J Jᵀ of the outputs' parameter gradients as a (C, T, C, T) array, and the
-    outputs f (T × C), of a drawn :class:`~derive.simulate.Network` at the rows of X."""
+@dataclass(frozen=True, eq=False)
+class LayerFactors:
+    """One Dense layer's factors of the parameter Jacobian at T inputs: with H̃ = [√a H, √b 1]
+    (``augmented``, T × (M_in + 1); (a, b) the parametrisation's scales of the module docstring),
+    the derivative of probe p's output at input t by the trained parameters of unit i is
+    D[p, t, i] H̃[t, :].  ``gram`` = (a H Hᵀ + b) ∘ Δ_p Δ_p′ᵀ, the layer's block of J Jᵀ (P, T, P, T)."""
+
+    layer: object
+    H: np.ndarray
+    D: np.ndarray
+    a: float
+    b: float
+
+    @property
+    def input_gram(self) -> np.ndarray:
+        """H̃ H̃ᵀ = a H Hᵀ + b (T × T)."""
+        return self.a * (self.H @ self.H.T) + self.b
+
+    @property
+    def augmented(self) -> np.ndarray:
+        return np.hstack([np.sqrt(self.a) * self.H, np.full((self.H.shape[0], 1), np.sqrt(self.b))])
+
+    @property
+    def gram(self) -> np.ndarray:
+        P, T = self.D.shape[:2]
+        flat = self.D.reshape(P * T, -1)
+        return (flat @ flat.T).reshape(P, T, P, T) * self.input_gram[None, :, None, :]
+
+
+def jacobian_factors(network, X, parametrisation=Parametrisation.STANDARD) -> tuple:
+    """(factors, f): the :class:`LayerFactors` of every Dense layer (forward order) and the outputs
+    f (T × C) of a drawn :class:`~derive.simulate.Network` at the rows of X.  The probes are one
+    per output (e_k at every input) — or, when a layer normalises over the batch, one per
+    (output, input), e_k at input t only (D then has C·T probes)."""
     forward = network.forward(X)
     T, C = forward.output.shape
-    coupled = _coupled(network)
-    if coupled:  # one probe per (output, input): e_k at input t only
+    if _coupled(network):
         k, t = np.arange(C)[:, None], np.arange(T)[None, :]
         probes = np.zeros((C, T, T, C))
         probes[k, t, t, k] = 1.0
         probes = probes.reshape(C * T, T, C)
-    else:  # one probe per output: e_k at every input (the inputs do not interact)
+    else:
         probes = np.broadcast_to(np.eye(C)[:, None, :], (C, T, C))
     back = network.backward(forward, probes)
+    factors = tuple(LayerFactors(drawn, H, D, *_scales(drawn, parametrisation)) for drawn, H, D in back.dense)
+    return factors, forward.output
+
+
+def jacobian_gram(network, X, parametrisation=Parametrisation.STANDARD) -> tuple:
+    """(G, f): the Gram J Jᵀ of the outputs' parameter gradients as a (C, T, C, T) array, and the
+    outputs f (T × C), of a drawn :class:`~derive.simulate.Network` at the rows of X."""
+    factors, f = jacobian_factors(network, X, parametrisation)
+    T, C = f.shape
     G = np.zeros((C, T, C, T))
-    for drawn, H, D in back.dense:
-        a, b = _scales(drawn, parametrisation)
-        A = a * (H @ H.T) + b
-        flat = D.reshape(C * T, -1)
-        if coupled:  # G[p, p′] = Σ_{s,s′} Δ_p[s]·Δ_p′[s′] A[s, s′], one probe p per (k, t)
+    for layer in factors:
+        if _coupled(network):  # G[p, p′] = Σ_{s,s′} Δ_p[s]·Δ_p′[s′] A[s, s′], one probe p per (k, t)
+            A, D = layer.input_gram, layer.D
+            flat = D.reshape(C * T, -1)
             G += (flat @ np.matmul(A, D).reshape(C * T, -1).T).reshape(C, T, C, T)
         else:  # G[(k, t), (k′, t′)] = Δ_k[t]·Δ_k′[t′] A[t, t′], one probe per output k
-            G += (flat @ flat.T).reshape(C, T, C, T) * A[None, :, None, :]
-    return G, forward.output
+            G += layer.gram
+    return G, f
 
 
 def _mean_subtract(G: np.ndarray) -> np.ndarray:

@@ -15,8 +15,9 @@ import sympy as sp
 
 from derive.symbols import kappa1, kappa2, rho, sigma_b2, sigma_w2
 
-__all__ = ["C", "L", "M", "T", "alpha", "eta_c", "kappa1", "kappa2", "l", "lambda_max", "m_lambda", "q1",
-           "q2", "qhat1", "qhat2", "qtilde1", "qtilde2", "ratio", "rho", "s_lambda", "sigma_b2", "sigma_w2"]
+__all__ = ["C", "L", "M", "Named", "T", "alpha", "eta_c", "kappa1", "kappa2", "l", "lambda_max", "m_lambda",
+           "q1", "q2", "qhat1", "qhat2", "qtilde1", "qtilde2", "ratio", "rho", "s_lambda", "sigma_b2",
+           "sigma_w2"]
 
 #: width, samples, outputs, depth, the layer index
 M, T, C, L = sp.symbols("M T C L", positive=True, integer=True)
@@ -88,7 +89,7 @@ class ratio(_LayerParameter):
         return out if exp is None else rf"\alpha_{{{printer._print(self.args[0])}}}^{{{exp}}}"
 
 
-class _Named(sp.Symbol):
+class Named(sp.Symbol):
     """A symbol with a fixed LaTeX form."""
 
     def __new__(cls, name, tex, **assumptions):
@@ -103,4 +104,4 @@ class _Named(sp.Symbol):
         return self._tex
 
 
-lambda_max = _Named("lambda_max", r"\lambda_{\max}", positive=True)
+lambda_max = Named("lambda_max", r"\lambda_{\max}", positive=True)

@@ -230,22 +230,30 @@ def _full(off, diag) -> np.ndarray:
     return out
 
 
-def mean_field_gram(arch: Architecture, X) -> np.ndarray:
-    """One output's block of the Fisher Gram J Jᵀ in the mean-field limit, on the rows of X:
-    Σ_l M_{l−1} q̂^{l−1}(x_t, x_t′) q̃^l(x_t, x_t′) (standard parametrisation) or
-    Σ_l (σ_w² q̂^{l−1} + σ_b²) q̃^l (NTK), the order parameters of each pair of inputs read from the
-    engine's trace of Gram matrices (:func:`derive.ntk.kernels`), so inputs need not be Gaussian."""
+def mean_field_layers(arch: Architecture, X) -> tuple:
+    """Per weight layer l (forward order) the four (M_{l−1}, Dense layer, q̂^{l−1}, q̃^l) of the
+    mean-field limit on the rows of X: the input width, the layer, and the forward and backward
+    order parameters of every pair of inputs (T × T), read from the engine's trace of Gram
+    matrices (:func:`derive.ntk.kernels`), so inputs need not be Gaussian.  The layer's block of
+    the Fisher Gram is their product, scaled by the parametrisation (:func:`mean_field_gram`)."""
     trace = arch.net.kernels(X, trace=True).trace
     out = trace.output
     chi_out = _full(out.chi12, out.chi11)
+    return tuple((width, step.layer, _full(step.before.k12, step.before.k11),
+                  chi_out / _full(step.after.chi12, step.after.chi11))
+                 for width, step in zip(arch.widths, trace.of(Dense), strict=True))
+
+
+def mean_field_gram(arch: Architecture, X) -> np.ndarray:
+    """One output's block of the Fisher Gram J Jᵀ in the mean-field limit, on the rows of X:
+    Σ_l M_{l−1} q̂^{l−1}(x_t, x_t′) q̃^l(x_t, x_t′) (standard parametrisation) or
+    Σ_l (σ_w² q̂^{l−1} + σ_b²) q̃^l (NTK), from :func:`mean_field_layers`."""
     G = 0.0
-    for width, step in zip(arch.widths, trace.of(Dense), strict=True):
-        q_hat = _full(step.before.k12, step.before.k11)
-        q_tilde = chi_out / _full(step.after.chi12, step.after.chi11)
+    for width, layer, q_hat, q_tilde in mean_field_layers(arch, X):
         if arch.parametrisation is Parametrisation.STANDARD:
             G = G + width * q_hat * q_tilde
         else:
-            G = G + (float(step.layer.sigma_w2) * q_hat + float(step.layer.sigma_b2)) * q_tilde
+            G = G + (float(layer.sigma_w2) * q_hat + float(layer.sigma_b2)) * q_tilde
     return G
 
 

@@ -44,20 +44,27 @@ def _loss_and_delta(f, Y, last_layer: str):
     return 0.5 * float(np.sum(residual**2)) / T, delta
 
 
-def _step(network, X, Y, eta: float, last_layer: str):
-    """(loss and residual at the current weights, the network after one step of size eta)."""
+def moved(network, steps: dict):
+    """The drawn network with the Dense layers' weights moved: `steps` maps id(drawn layer) to its
+    (ΔW, Δb); the other layers are kept."""
     from derive.simulate import DrawnDense, Network
 
+    def step(layer):
+        if not (isinstance(layer, DrawnDense) and id(layer) in steps):
+            return layer
+        dW, db = steps[id(layer)]
+        return dataclasses.replace(layer, W=layer.W + dW, b=layer.b + db)
+
+    return Network(tuple(map(step, network.layers)), network.input_dim, network.output_dim)
+
+
+def _step(network, X, Y, eta: float, last_layer: str):
+    """(loss and residual at the current weights, the network after one step of size eta)."""
     forward = network.forward(X)
     loss, delta = _loss_and_delta(forward.output, Y, last_layer)
     back = network.backward(forward, delta[None])
-    updated = {}
-    for drawn, H, D in back.dense:
-        updated[id(drawn)] = dataclasses.replace(drawn, W=drawn.W - eta * (D[0].T @ H),
-                                                 b=drawn.b - eta * D[0].sum(axis=0))
-    layers = tuple(updated.get(id(layer), layer) if isinstance(layer, DrawnDense) else layer
-                   for layer in network.layers)
-    return loss, delta * X.shape[0], Network(layers, network.input_dim, network.output_dim)
+    steps = {id(drawn): (-eta * (D[0].T @ H), -eta * D[0].sum(axis=0)) for drawn, H, D in back.dense}
+    return loss, delta * X.shape[0], moved(network, steps)
 
 
 @single_threaded_blas

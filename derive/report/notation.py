@@ -1,4 +1,5 @@
-r"""Notation the report writes but never computes with: 𝔼 f, φ(u), φ′(u).
+r"""Notation the report writes but never computes with: 𝔼 f, φ(u), φ′(u), and the matrices of
+natural gradient descent.
 
 SymPy objects whose only job is to print as papers write them, through
 :func:`derive.printing.latex` like every other formula (Poole et al. 2016 write
@@ -13,6 +14,8 @@ the Gaussian expectations of an activation this way).
 from __future__ import annotations
 
 import sympy as sp
+
+from derive.fisher.notation import Named
 
 #: the Gaussian pre-activations of the expectation tables
 u, v = sp.symbols("u v", real=True)
@@ -48,3 +51,10 @@ class dphi(_Named):
     """Its derivative φ′."""
 
     symbol = r"\phi'"
+
+
+#: the Fisher matrix of N samples and NGD's function-space operator (Karakida & Osawa 2020)
+fisher_matrix = Named("fisher_matrix", r"J^{\top} J / N")
+ngd_operator = Named("ngd_operator", r"J G^{+} J^{\top} / N")
+#: 1ᵀ T⁺ 1, T the tridiagonal matrix of ones
+one_T_one = Named("one_T_one", r"\mathbf{1}^{\top} T^{+} \mathbf{1}")
