@@ -258,6 +258,35 @@ def kinks(expr: sp.Expr, var: sp.Symbol) -> tuple:
     return tuple(numeric + symbolic)
 
 
+def pieces(expr: sp.Expr, var: sp.Symbol) -> tuple:
+    """The smooth pieces of `expr` between its kinks, ((−∞, k₁, f₀), (k₁, k₂, f₁), …, (k_n, ∞, f_n)),
+    each f_j the expression that holds on (k_j, k_{j+1}); Unsupported when a kink is not a number,
+    `expr` has a Dirac delta, or a piece cannot be decided.
+
+    >>> from derive.symbols import x
+    >>> pieces(sp.Piecewise((-1, x < -1), (x, x < 1), (1, True)), x)
+    ((-oo, -1, -1), (-1, 1, x), (1, oo, 1))
+    >>> pieces(x**2, x)
+    ((-oo, oo, x**2),)
+    """
+    form = to_heaviside(expr, (var,))
+    if form.has(sp.DiracDelta):
+        raise Unsupported(f"{expr} has a Dirac delta")
+    points = kinks(form, var)
+    if not all(p.is_number for p in points):
+        raise Unsupported(f"the kinks of {expr} depend on parameters")
+    ends = (-sp.oo, *points, sp.oo)
+    out = []
+    for left, right in zip(ends[:-1], ends[1:], strict=True):
+        inside = (left + right) / 2 if left.is_finite and right.is_finite else (
+            right - 1 if right.is_finite else left + 1 if left.is_finite else sp.S.Zero)
+        piece = _frozen_steps(form, var, inside)
+        if piece is None:
+            raise Unsupported(f"the piece of {expr} on ({left}, {right}) cannot be decided")
+        out.append((left, right, sp.expand(piece)))
+    return tuple(out)
+
+
 def is_smooth(expr: sp.Expr) -> bool:
     """True when `expr` contains no piecewise or distributional node."""
     return not expr.has(sp.Piecewise, *_NONSMOOTH)

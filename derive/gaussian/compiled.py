@@ -26,7 +26,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from derive.errors import NumericError
-from derive.gaussian.special import NUMPY_FUNCTIONS
+from derive.gaussian.special import NUMPY_FUNCTIONS, erfc
 from derive.gaussian.stable import stable_form
 
 
@@ -55,7 +55,7 @@ def _select(conditions, choices):
 _SPECIAL = {
     "_select": _select,
     "_erf": np.vectorize(math.erf, otypes=[float]),
-    "_erfc": np.vectorize(math.erfc, otypes=[float]),
+    "_erfc": erfc,
     "_lgamma": np.vectorize(math.lgamma, otypes=[float]),
     "_gamma": np.vectorize(math.gamma, otypes=[float]),
     "functools": functools,  # the printer writes Max/Min as functools.reduce

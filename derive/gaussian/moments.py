@@ -9,12 +9,15 @@ float64 method in one place (``.method``, a :class:`Method`):
 1. a closed form, compiled to numpy;
 2. the Mehler–Hermite expansion (:mod:`derive.gaussian.mehler`) for a separable 2-D integrand
    a(u)·b(v) that is smooth except possibly at 0, with a tail bound per entry;
-3. Gauss–Legendre panel quadrature split at the kinks (:mod:`derive.gaussian.quadrature`),
+3. for a separable 2-D integrand with a piecewise-polynomial factor (hard tanh, its
+   derivative, clipped or shifted ReLUs), that factor's conditional expectation in closed form
+   (:mod:`derive.gaussian.piecewise_polynomial`) and panel quadrature over the other variable;
+4. Gauss–Legendre panel quadrature split at the kinks (:mod:`derive.gaussian.quadrature`),
    through a Chebyshev table in log q (:mod:`derive.gaussian.tables`) for large 1-D arrays.
 
 ``.evaluate(...)`` returns an :class:`Evaluation`: values, an absolute error bound per element
 and the methods used (entries where the chosen method cannot meet its bound — a Mehler tail,
-a closed form that is not finite in float64 — fall back to quadrature, and say so).  ``.mp(...,
+a closed form that is not finite in float64 — fall back to 3. or 4., and say so).  ``.mp(...,
 dps=)`` evaluates at any precision: closed forms through mpmath, the rest through the mpmath
 reference :func:`derive.gaussian.reference.mp_expectation`.  No other module integrates.
 
@@ -54,7 +57,8 @@ from derive.errors import DivergenceError, DomainError, NumericError
 from derive.gaussian.compiled import compile_numpy, numpy_function
 from derive.gaussian.expectation import GaussianExpectation, expect, expect2
 from derive.gaussian.mehler import K_FIRST, K_MAX, coefficients
-from derive.gaussian.quadrature import np_expectation_1d, np_expectation_2d
+from derive.gaussian.piecewise_polynomial import PiecewisePolynomial
+from derive.gaussian.quadrature import np_expectation_1d, np_expectation_2d, np_expectation_conditional
 from derive.gaussian.tables import Table1D
 from derive.piecewise import is_smooth, kinks
 from derive.symbols import c, q, q1, q2, x, y
@@ -70,6 +74,7 @@ class Method(Enum):
 
     CLOSED_FORM = "closed form"
     MEHLER = "Mehler-Hermite expansion"
+    CONDITIONAL = "closed-form conditional expectation, 1-D panel quadrature"
     QUADRATURE = "panel quadrature"
 
 
@@ -281,7 +286,27 @@ class Moment2D(_Moment):
                 is_smooth(f) or set(kinks(f, v)) <= {0}
                 for f, v in zip(self.factors, self.variables, strict=True)):
             return Method.MEHLER
-        return Method.QUADRATURE
+        return self._fallback
+
+    @cached_property
+    def _fallback(self) -> Method:
+        """The method for what the first choice leaves: CONDITIONAL where it applies."""
+        return Method.QUADRATURE if self._conditional is None else Method.CONDITIONAL
+
+    @cached_property
+    def _conditional(self):
+        """(outer function, piecewise-polynomial inner factor, outer kinks, swapped) when the
+        integrand is a(u)·b(v) without parameters, one factor a piecewise polynomial and the other
+        kinked at numbers only; `swapped` when the polynomial is the factor of u."""
+        if self.factors is None or self.parameters:
+            return None
+        for swapped in (False, True):
+            (fa, u), (fb, v) = list(zip(self.factors, self.variables, strict=True))[::-1 if swapped else 1]
+            inner = PiecewisePolynomial.of(fb, v)
+            outer_kinks = kinks(fa, u)
+            if inner is not None and not fa.has(sp.DiracDelta) and all(k.is_number for k in outer_kinks):
+                return compile_numpy((u,), fa), inner, [float(k) for k in outer_kinks], swapped
+        return None
 
     @cached_property
     def _factor_functions(self):
@@ -298,6 +323,11 @@ class Moment2D(_Moment):
         return kx, ky
 
     def _quadrature(self, a, b, cv, params, tol):
+        if self._conditional is not None:
+            outer, inner, outer_kinks, swapped = self._conditional
+            qa, qb = (b, a) if swapped else (a, b)
+            return np_expectation_conditional(outer, inner, qa, qb, cv, outer_kinks, inner.ends[1:-1],
+                                              rtol=max(tol / 10, 1e-14), with_error=True)
         kx, ky = self._kinks
         y_kinks = [g if moves else g(0.0, *params) for moves, g in ky]
         return np_expectation_2d(self._integrand_function, a, b, cv, [g(*params) for g in kx], y_kinks,
@@ -324,7 +354,7 @@ class Moment2D(_Moment):
             methods.add(Method.MEHLER)
         if todo.any():
             relative = None
-            methods.add(Method.QUADRATURE)
+            methods.add(self._fallback)
             at = lambda a: np.broadcast_to(a, shape)[todo]  # noqa: E731
             value[todo], error[todo] = self._quadrature(at(qa), at(qb), at(cv), [at(p) for p in params], tol)
         return Evaluation(value, error, frozenset(methods), relative)

@@ -31,7 +31,8 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-_erfc = np.vectorize(math.erfc, otypes=[float])
+#: erfc elementwise on float arrays (libm's, correctly rounded to about an ulp)
+erfc = np.vectorize(math.erfc, otypes=[float])
 _SQRT_PI = math.sqrt(math.pi)
 #: from here on erfcx is its asymptotic series (erfc(26) ~ 1e-296 is still a normal float)
 _ERFCX_SERIES_FROM = 26.0
@@ -59,7 +60,7 @@ def erfcx(x) -> np.ndarray:
     out = np.empty(x.shape)
     far = a >= _ERFCX_SERIES_FROM
     near = ~far & ~np.isnan(a)
-    out[near] = _exp_square(a[near]) * _erfc(a[near])
+    out[near] = _exp_square(a[near]) * erfc(a[near])
     inv = 1 / (2 * a[far] * a[far])
     series = np.zeros(inv.shape)
     for k in range(_ERFCX_TERMS - 1, 0, -1):
@@ -213,7 +214,7 @@ class Approximated(sp.Function):
 
 
 NUMPY_FUNCTIONS = {"Expm1": np.expm1, "Log1p": np.log1p, "Log1pExp": log1pexp, "Erfcx": erfcx,
-                   "Erfc": _erfc}
+                   "Erfc": erfc}
 
 #: the classes above, for rewriting back to textbook SymPy (series, simplification)
 CLASSES = (Expm1, Log1p, Log1pExp, Erfcx, Erfc)
