@@ -227,3 +227,17 @@ def test_relu_and_step_grams_are_psd_and_nonnegative(seed, name, sw, sb):
     K = np.asarray(serial(Dense(sw, sb), name, Dense(sw, sb), name, Dense(sw, sb)).nngp(X))
     assert np.all(K >= 0)
     assert np.min(np.linalg.eigvalsh(K)) >= -1e-13 * np.max(np.abs(K))
+
+
+def test_chaotic_fixed_point_of_a_kinked_activation_without_closed_form():
+    """Hard tanh has no closed form for C.  c* solves R(s) = s′/s − 1 = 0 from s → 0, where
+    R → χ₁ − 1; the divided difference s′/s formed as (V − C)/s would carry rounding 1e-16/s
+    (1e-4 at s = 1e-12, far above χ₁ − 1 ≈ 3e-3's neighbourhood here) and the solver failed.
+    c* must be the fixed point of the c-map, bracketed to 1e-9."""
+    mf = MeanField("hard_tanh")
+    sw, sb = 1.5, 0.2692307692307692
+    fp = mf.fixed_point(sw, sb)
+    assert fp.regime == Regime.CHAOTIC and 0.999 < fp.c_star < 1
+    below, above = (float(mf.apply_c_map(fp.q_star, c, sw, sb)) - c
+                    for c in (fp.c_star - 1e-9, fp.c_star + 1e-9))
+    assert below > 0 > above  # the c-map crosses the diagonal there, downwards (stable)

@@ -184,12 +184,24 @@ class EqualVariances:
             return self._table_g(np.log(qv), cv)[0]
         V, _, D, _ = self.one(qv)
         one = cv == 1
+        near = np.flatnonzero(~one & (1 - cv < 1 / 16))
         with np.errstate(invalid="ignore", divide="ignore"):
             value = np.where(one, qv * D, (V - self._c(qv, cv)) / (1 - cv))
+            value[near] = self._g_near_one(qv[near], 1 - cv[near])
             if not derivative:
                 return value
             slope = np.where(one, np.nan, (value - qv * self._cd(qv, cv)) / (1 - cv))
         return value, slope
+
+    def _g_near_one(self, qv, s):
+        """G = q ∫_c^1 C_d dc′ / (1 − c) at s = 1 − c, without the cancellation of V − C: with
+        c′ = 1 − s t², G = q ∫_0^1 C_d(q, 1 − s t²) 2t dt, smooth in t even where C_d has a
+        √(1 − c′) (a kink of φ) or 1/√(1 − c′²) (a jump) at c′ = 1; 16-point Gauss–Legendre."""
+        t, w = np.polynomial.legendre.leggauss(16)
+        t, w = (t + 1) / 2, w / 2
+        points = 1 - np.outer(s, t * t)
+        values = self._cd(np.repeat(qv, t.size), points.ravel()).reshape(points.shape)
+        return qv * (values @ (2 * t * w))
 
     @single_threaded_blas
     def g_slices(self, qv, cv):

@@ -62,9 +62,10 @@ def bracketed_newton(f, lo, hi, x, log_scale: bool, tol: float, max_iter: int = 
 
 
 def _geometric_mean(a, b):
-    """√(ab) without the underflow of ab (variances down to 1e-300)."""
+    """√(ab) without the underflow of ab (variances down to 1e-300); (a + b)/2 for b < 2a, which
+    lies strictly between two close ends where exp of the mean log may round onto one of them."""
     with np.errstate(divide="ignore"):
-        return np.exp((np.log(a) + np.log(b)) / 2)
+        return np.where((b < 2 * a) & (a > 0), (a + b) / 2, np.exp((np.log(a) + np.log(b)) / 2))
 
 
 def _extremum(F, a, b, index, iterations: int = 30):
