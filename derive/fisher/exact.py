@@ -32,12 +32,13 @@ import numpy as np
 
 from derive.errors import DomainError
 from derive.fisher.architecture import LAST_LAYERS, LOSSES, architecture, choice
+from derive.fisher.eigenvalues import DescendingEigenvalues
 from derive.gaussian.tables import single_threaded_blas
 from derive.layers import Parametrisation
 
 
 @dataclass(frozen=True, eq=False)
-class EmpiricalSpectrum:
+class EmpiricalSpectrum(DescendingEigenvalues):
     """The nonzero FIM spectrum of one network: ``eigenvalues`` (all CT of G/T, descending; the C
     zeros of a mean subtraction included), ``mean`` = tr F / P and ``second_moment`` = tr F² / P
     over all P eigenvalues, ``lambda_max``, ``learning_rate_bound`` = 2/λ_max, and ``gram`` (the
@@ -57,14 +58,6 @@ class EmpiricalSpectrum:
     @property
     def second_moment(self) -> float:
         return float(np.sum(self.eigenvalues**2) / self.parameters)
-
-    @property
-    def lambda_max(self) -> float:
-        return float(self.eigenvalues[0])
-
-    @property
-    def learning_rate_bound(self) -> float:
-        return 2.0 / self.lambda_max
 
     def top(self, n: int | None = None) -> np.ndarray:
         """The n largest eigenvalues (n = C by default: the outliers)."""

@@ -45,6 +45,7 @@ import numpy as np
 
 from derive.errors import DomainError
 from derive.fisher.architecture import LAST_LAYERS, LOSSES, Architecture, architecture, choice
+from derive.fisher.eigenvalues import DescendingEigenvalues
 from derive.fisher.kappas import Gram, gram_entries, kappas
 from derive.fisher.order import order_parameters
 from derive.layers import Dense, Parametrisation
@@ -258,20 +259,12 @@ def mean_field_gram(arch: Architecture, X) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class DataSpectrum:
+class DataSpectrum(DescendingEigenvalues):
     """The mean-field FIM spectrum on given inputs: ``eigenvalues`` of one output's Gram / T
     (each C-fold), ``lambda_max``, ``learning_rate_bound``."""
 
     eigenvalues: np.ndarray
     outputs: int
-
-    @property
-    def lambda_max(self) -> float:
-        return float(self.eigenvalues[0])
-
-    @property
-    def learning_rate_bound(self) -> float:
-        return 2.0 / self.lambda_max
 
 
 def mean_field_spectrum(activation, sigma_w2=None, sigma_b2=None, depth=None, *, X, width, outputs=1,
