@@ -143,6 +143,17 @@ class JacobianSpectrum:
         return np.array([JacobianSpectrum(self.activation, self.sigma_w2, self.sigma_b2, _depth(d),
                                           self.weights, self.q_star).max_eigenvalue for d in depths])
 
+    @property
+    def network(self):
+        """The finite network whose input–output Jacobian this spectrum describes (a layer stack for
+        :func:`derive.simulate.draw`): ``repeat(serial(Dense(σ_w², σ_b², ensemble), φ), L)``, so that
+        ∂x^L/∂x^0 = D_L W_L ⋯ D_1 W_1; its first pre-activations have variance q* when the input has
+        squared norm per unit (q* − σ_b²)/σ_w² (:func:`derive.freeprob.sampling.jacobian_eigenvalues`)."""
+        from derive.layers import Dense, repeat, serial
+
+        return repeat(serial(Dense(self.sigma_w2, self.sigma_b2, ensemble=self.weights),
+                             make_activation(self.activation)), self.depth)
+
     def __repr__(self) -> str:
         return (f"JacobianSpectrum({make_activation(self.activation).name}, sigma_w2={self.sigma_w2}, "
                 f"sigma_b2={self.sigma_b2}, depth={self.depth}, weights={self.weights!r}, "
