@@ -39,11 +39,21 @@ def q_star(act, sigma_w2: float, sigma_b2: float) -> float:
     return value
 
 
+def _sign_only(act):
+    """The law of φ′² (an Atomic law) when φ′² is constant on each side of 0 (φ positively
+    homogeneous), else None."""
+    from derive.freeprob.derivative import derivative_law
+    from derive.freeprob.laws import Atomic
+
+    law = derivative_law(act, 1) if set(act.kinks) <= {0} else None
+    return law if isinstance(law, Atomic) else None
+
+
 def critical_point(act, sigma_b2: float) -> tuple:
     """(σ_w², q*) on the critical line χ₁ = σ_w² E φ′(h)² = 1 at the given σ_b².
 
-    When E φ′(h)² does not depend on q (positively homogeneous φ: linear, ReLU, leaky ReLU, for
-    which φ′² depends on the sign of h only) the critical point is exact, σ_w² = 1/E φ′², and at
+    When φ′² depends on the sign of h only (positively homogeneous φ: linear, ReLU, leaky ReLU;
+    E φ′(h)² does not depend on q) the critical point is exact, σ_w² = 1/E φ′², and at
     σ_b² = 0 every q is fixed (E φ(h)² = q E φ′(h)² by Euler's identity φ = hφ′): the law of D²
     does not depend on q, and q* = 1 is reported; with σ_b² > 0 the variance grows without bound
     (q^{l+1} = q^l + σ_b²).  Otherwise the mean-field engine's critical point is used, and q* = 0
@@ -52,8 +62,9 @@ def critical_point(act, sigma_b2: float) -> tuple:
     from derive.meanfield import MeanField
 
     act = make_activation(act)
-    mu1 = derivative_moment(act, sp.Symbol("q", positive=True), 1)
-    if not mu1.free_symbols:
+    d_law = _sign_only(act)
+    if d_law is not None:
+        mu1 = d_law.mean
         if sigma_b2 != 0:
             raise NoFixedPointError(
                 f"{act.name} is positively homogeneous: on its critical line σ_w² = {1 / mu1} the "
