@@ -243,7 +243,8 @@ class RootTracker:
             dist = np.where(np.isfinite(u[0]), np.abs(u[0] - prev), np.inf)
             order = np.argsort(dist)
             d1, d2 = dist[order[0]], dist[order[1]] if dist.size > 1 else np.inf
-            close = dist.size > 1 and abs(u[0, order[0]] - u[0, order[1]]) <= _COINCIDE * (1 + abs(u[0, order[0]]))
+            nearest = u[0, order[0]]
+            close = dist.size > 1 and abs(nearest - u[0, order[1]]) <= _COINCIDE * (1 + abs(nearest))
             if np.isfinite(d1) and (d1 <= _ACCEPT * d2 or close):
                 xa, ga = t, roots[0, order[0]]
                 targets.pop()

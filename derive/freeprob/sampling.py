@@ -5,6 +5,12 @@ the one simulator (:mod:`derive.simulate`): the ground truth the spectra are tes
   of the network of a :class:`~derive.freeprob.jacobian.JacobianSpectrum` (``spectrum.network``),
   at an input whose first pre-activations have variance q* (squared norm per unit
   (q* − σ_b²)/σ_w², so that h¹ = W¹x⁰ + b¹ has E (h¹_i)² = q*).
+* :func:`kernel_eigenvalues`: the eigenvalues of the CK X_LᵀX_L and of the NTK of Fan & Wang's
+  network for a :class:`~derive.freeprob.kernels.KernelSpectrum` on given inputs X_0 (d_0 × n):
+  ``serial(Dense(1, 0), σ, …, Dense(1, 0), σ, Dense(1, 0))`` with widths d_ℓ = n/γ_ℓ and one
+  output, NTK parametrisation (W = ω/√d_{ℓ−1}, the ω ~ N(0, 1) trained), input rows √d_0 X_0ᵀ:
+  then X_ℓ = σ(h_ℓ)/√d_ℓ and the tangent Gram Σ_ℓ (H_ℓH_ℓᵀ/d_{ℓ−1}) ∘ Δ_ℓΔ_ℓᵀ is the NTK of
+  f = wᵀX_L differentiated in the N(0, 1) weights (Fan & Wang 2020, sec. 2).
 
 >>> import derive
 >>> from derive.freeprob.sampling import jacobian_eigenvalues
@@ -33,3 +39,30 @@ def jacobian_eigenvalues(spectrum, width: int, seed) -> np.ndarray:
     x = u * math.sqrt(width * max(qs - sb, 0.0) / sw) / np.linalg.norm(u)
     jac = network.input_jacobian(x)
     return np.linalg.eigvalsh(jac @ jac.T)
+
+
+def kernel_network(spectrum) -> tuple:
+    """(layer stack, widths) of the network of a kernel spectrum at n samples: see the module
+    docstring; widths (d_1, …, d_L, 1) are given by :func:`kernel_eigenvalues`."""
+    from derive.layers import Dense, serial
+
+    layers = []
+    for _ in spectrum.ratios:
+        layers += [Dense(1, 0), spectrum.activation]
+    return serial(*layers, Dense(1, 0))
+
+
+def kernel_eigenvalues(spectrum, X0, seed) -> tuple:
+    """(eigenvalues of the CK X_LᵀX_L, of the NTK) for one network drawn with `seed` on the inputs
+    X0 (d_0 × n, columns of norm about 1), hidden widths d_ℓ = round(n/γ_ℓ)."""
+    X0 = np.asarray(X0, dtype=float)
+    if X0.ndim != 2:
+        raise DomainError("X0 must be a d0 × n array (one input per column)")
+    d0, n = X0.shape
+    widths = [int(round(n / float(g))) for g in spectrum.ratios] + [1]
+    network = draw(kernel_network(spectrum), d0, widths, seed)
+    forward = network.forward(math.sqrt(d0) * X0.T)
+    last = forward.records[-1].input  # σ(h_L), n × d_L
+    ck = last @ last.T / last.shape[1]
+    ntk = network.tangent_gram(network.backward(forward, np.ones((n, 1))))
+    return np.linalg.eigvalsh(ck), np.linalg.eigvalsh(ntk)
