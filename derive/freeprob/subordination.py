@@ -10,11 +10,13 @@ the solution at y, converges (relative residual below ``RESIDUAL``) to a solutio
 Herglotz bound Im G <= 0 on the closed upper half plane and moving M = zG − 1 and the unknowns by
 less than ``STEP`` relative to 1 + their size (a step along the solution, not a jump to another
 one); a refused step has its ratio raised (√ratio), an accepted one lowered (ratio², down to
-1e-3).  A point whose ratio reaches 0.9999 is left undecided (nan).
+1e-3).  A point whose ratio reaches 0.9999, or that needs more than ``MAX_STEPS`` steps (a
+creeping continuation, e.g. next to a divergence of the density), is left undecided (nan).
 
 **Support.**  The support lies inside the bracket [lo, hi] that the subclass proves (e.g. the
 product of the factors' largest points for ⊠).  The density is scanned on ``SCAN`` points of
-[lo, hi]; every change between ρ > 0 and ρ = 0 (below the rounding level ``FLOOR`` times the
+[lo, hi] (rescanned on the span where ρ > 0 while that is less than half the interval); every
+change between ρ > 0 and ρ = 0 (below the rounding level ``FLOOR`` times the
 largest density seen) is refined by multisection to 1e-12 relative (an edge where the continuation
 cannot decide is reported with the width it was narrowed to, in ``Support.method``); gaps
 narrower than the scan step are not resolved.  Atoms: at the subclass's candidate points the
@@ -38,6 +40,7 @@ STEP = 0.25
 MASS_TOL = 1e-8
 SCAN = 240
 SECTIONS = 31
+MAX_STEPS = 60
 FLOOR = 1e-11
 
 
@@ -48,7 +51,8 @@ class SubordinateLaw(SpectralLaw):
     * ``_initial(z) -> u``: a starting value at large |z| (Newton refines it);
     * ``_g(z, u) -> G``;
     * ``_bracket() -> (lo, hi)``: an interval proved to contain the support;
-    * ``_atom_points() -> tuple``: the only points where the law may have atoms.
+    * ``_atom_points() -> tuple``: the only points where the law may have atoms (their masses are
+      read numerically unless ``_atoms`` is overridden with exact ones).
     """
 
     relation = None
@@ -71,6 +75,7 @@ class SubordinateLaw(SpectralLaw):
         g = self._g(zt, u)
         ratio, floor = np.full(z.size, 0.1), np.full(z.size, 1e-13 * top)
         lost = np.zeros(z.size, dtype=bool)
+        steps = np.zeros(z.size, dtype=int)
         active = height > target
         for _ in range(4000):
             if not active.any():
@@ -94,7 +99,8 @@ class SubordinateLaw(SpectralLaw):
             ratio[take] = np.maximum(ratio[take] ** 2, 1e-3)
             floor[idx[~good & jump]] *= 1e-4
             ratio[idx[~good & ~jump]] = np.sqrt(ratio[idx[~good & ~jump]])
-            lost[idx[(ratio[idx] > 0.9999) | (floor[idx] < 1e-60 * top)]] = True
+            steps[idx] += 1
+            lost[idx[(ratio[idx] > 0.9999) | (floor[idx] < 1e-60 * top) | (steps[idx] > MAX_STEPS)]] = True
             active = (height > target) & ~lost
         g = np.where(lost | (height > target), complex(np.nan, np.nan), g)
         return g, u
@@ -129,10 +135,8 @@ class SubordinateLaw(SpectralLaw):
     def _find_support(self) -> Support:
         lo, hi = self._bracket()
         scale = max(abs(lo), abs(hi), 1e-300)
-        atoms = [(a, m) for a, m in (self._atom(a, scale) for a in self._atom_points()) if m > 0]
-        grid = np.linspace(lo, hi, SCAN)
-        grid = grid[~np.isin(grid, self._atom_points())]
-        rho = self._density(grid)
+        atoms = self._atoms(scale)
+        grid, rho = self._scan(lo, hi)
         if np.isnan(rho).mean() > 0.05:
             raise NumericError(f"{self.name}: the continuation does not decide the density at "
                                f"{np.isnan(rho).mean():.0%} of the scan points: cannot decide its support")
@@ -151,7 +155,7 @@ class SubordinateLaw(SpectralLaw):
         if positive[0]:
             edges.insert(0, float(grid[0]))
         if positive[-1]:
-            edges.append(float(hi))
+            edges.append(float(grid[-1]))
         bands = list(zip(edges[::2], edges[1::2], strict=True))
         total, error = sum(m for _, m in atoms), 0.0
         for a, b in bands:
@@ -164,6 +168,25 @@ class SubordinateLaw(SpectralLaw):
         return Support(tuple(bands), tuple(sorted(atoms)), total, max(error, abs(total - 1)),
                        f"continuation; edges by multisection on ρ > {FLOOR:g} max ρ{undecided}; "
                        "tanh-sinh mass check")
+
+    def _scan(self, lo: float, hi: float) -> tuple:
+        """(grid, ρ) on ``SCAN`` points of [lo, hi]; while the points with ρ > 0 span less than half
+        of the interval (a loose bracket), the scan is repeated on that span widened by one step
+        on each side (at most 4 times)."""
+        for _ in range(5):
+            grid = np.linspace(lo, hi, SCAN)
+            grid = grid[~np.isin(grid, self._atom_points())]
+            rho = self._density(grid)
+            seen = np.flatnonzero(np.where(np.isnan(rho), True, rho > FLOOR * np.nanmax(rho, initial=0.0)))
+            if seen.size == 0:
+                break
+            new_lo, new_hi = grid[max(seen[0] - 1, 0)], grid[min(seen[-1] + 1, grid.size - 1)]
+            if seen[0] == 0:
+                new_lo = lo
+            if new_hi - new_lo >= (hi - lo) / 2:
+                break
+            lo, hi = float(new_lo), float(new_hi)
+        return grid, rho
 
     def _edges(self, outside: np.ndarray, inside: np.ndarray, level: float, widths: list) -> np.ndarray:
         """The edges between points with ρ = 0 (``outside``) and neighbours with ρ > 0 (``inside``),
@@ -190,6 +213,11 @@ class SubordinateLaw(SpectralLaw):
             open_[idx[undecided]] = False
             open_ &= np.abs(inside - outside) > 1e-12 * scale
         return inside
+
+    def _atoms(self, scale: float) -> list:
+        """[(a, mass > 0)] at the candidate points, read numerically (subclasses that know their
+        atoms exactly override this)."""
+        return [(a, m) for a, m in (self._atom(a, scale) for a in self._atom_points()) if m > 0]
 
     def _atom(self, a: float, scale: float) -> tuple:
         """(a, mass) with mass = lim iy G(a + iy), 0 when the two heights do not see an atom."""
