@@ -13,7 +13,7 @@ import derive
 from derive.errors import DomainError, NoFixedPointError
 from derive.freeprob import affine
 from derive.freeprob.relation import W, g_
-from derive.freeprob.sampling import jacobian_eigenvalues
+from derive.freeprob.sampling import jacobian_eigenvalues, ks_distance
 
 mp.mp.dps = 30
 
@@ -114,7 +114,7 @@ def test_derivative_laws_against_mpmath():
 # width WIDTH, SEEDS seeds.  Moments: the tolerance is t·(standard error over the seeds), t the
 # two-sided 1e-3 quantile of Student's t with SEEDS − 1 degrees of freedom (12.92 for 3); the
 # O(1/width) finite-size bias is not modelled.  Densities: KS of the pooled eigenvalues against
-# Kolmogorov's threshold (see _ks below).
+# Kolmogorov's threshold (derive.freeprob.sampling.ks_distance).
 
 WIDTH, SEEDS, T_QUANTILE = 600, 4, 12.924  # t_{0.9995}(3 dof), checked in test_freeprob_kernels
 
@@ -141,41 +141,16 @@ def test_jacobian_mean_and_variance_against_random_products(act, weights):
         assert abs(values.mean() - theory) <= T_QUANTILE * stderr + 1e-12, (values, theory, stderr)
 
 
-def _theory_cdf(J, x):
-    """F(x) = atom mass at or below x + ∫_0^x ρ, by the cumulative trapezoid rule in s with
-    λ = λ_max s⁴ (resolves the divergence at 0) on 4001 points."""
-    upper = J.support().upper
-    s = np.linspace(0, 1, 4001)[1:]
-    lam = upper * s**4
-    rho = np.nan_to_num(J.density(lam))
-    integrand = rho * 4 * upper * s**3
-    cum = np.concatenate([[0], np.cumsum((integrand[1:] + integrand[:-1]) / 2 * np.diff(s))])
-    cum = cum + integrand[0] * s[0] / 2
-    atoms = J.support().atoms
-    return np.interp(x, lam, cum) + sum(m * (x >= a - 1e-9) for a, m in atoms)
-
-
 @pytest.mark.parametrize("act,weights", [case for case in CASES if case[0] != "tanh"])
 def test_jacobian_density_against_pooled_eigenvalues(act, weights):
     J, eig = _simulated(act, weights)
     pooled = np.sort(np.concatenate(eig))
-    ks = _ks(J.law, pooled)
+    ks = ks_distance(J.law, pooled)
     n = pooled.size
     # Kolmogorov's threshold at level 1e-3 for n i.i.d. samples: sqrt(ln(2/α)/(2n)); eigenvalues
     # repel, so their empirical CDF is closer to the limit than i.i.d. samples: conservative.
     threshold = math.sqrt(math.log(2 / 1e-3) / (2 * n))
     assert ks < threshold, (ks, threshold)
-
-
-def _ks(law, pooled):
-    """Kolmogorov–Smirnov distance between pooled eigenvalues and the law (ties at atoms)."""
-    for a, _ in law.support().atoms:  # eigenvalues at an atom agree to rounding: make them ties
-        pooled = np.where(np.abs(pooled - a) < 1e-8 * (1 + a), a, pooled)
-    values, counts = np.unique(pooled, return_counts=True)
-    cdf = _theory_cdf(law, values)
-    cdf_below = cdf - sum(m * np.isclose(values, a, atol=1e-9) for a, m in law.support().atoms)
-    hi = np.cumsum(counts) / pooled.size
-    return max(np.max(np.abs(hi - cdf)), np.max(np.abs(cdf_below - (hi - counts / pooled.size))))
 
 
 def test_conjugate_kernel_of_an_already_normalised_activation():

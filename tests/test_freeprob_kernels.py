@@ -17,12 +17,11 @@ import mpmath as mp
 import numpy as np
 import pytest
 import sympy as sp
-from test_freeprob import _ks
 
 import derive
 from derive.errors import DomainError
 from derive.freeprob.inversion import tanh_sinh
-from derive.freeprob.sampling import kernel_eigenvalues
+from derive.freeprob.sampling import kernel_eigenvalues, ks_distance
 
 N, D0, SEEDS, ALPHA = 1000, 2000, 4, 1e-3
 RATIOS = ["1/2", "2/3"]  # widths d_1 = 2000, d_2 = 1500
@@ -91,7 +90,7 @@ def test_density_against_pooled_eigenvalues(tanh_kernels, kind):
     laws, eig = tanh_kernels
     pooled = np.sort(np.concatenate(eig[kind]))
     threshold = math.sqrt(math.log(2 / ALPHA) / (2 * pooled.size))
-    assert _ks(laws[kind], pooled) < threshold
+    assert ks_distance(laws[kind], pooled) < threshold
 
 
 @pytest.mark.parametrize("kind", ["CK", "NTK"])

@@ -63,7 +63,7 @@ __all__ = ["Check", "Checks", "Code", "Document", "Equation", "Figure", "Heading
            "Report", "available_sections", "build_section", "write_report"]
 
 #: section modules ``derive.report.NAME``, in report order
-SECTIONS = ("gaussian", "meanfield", "kernels", "fisher")
+SECTIONS = ("gaussian", "meanfield", "kernels", "fisher", "freeprob")
 #: what ``derive report`` writes unless told otherwise
 DEFAULT_FORMATS = ("html", "md")
 
