@@ -186,7 +186,7 @@ class RootTracker:
         ok = np.isfinite(g)
         g[ok] = self._polish(x[ok].astype(complex), g[ok])
         with np.errstate(all="ignore"):
-            g[ok & ~(self._condition(x.astype(complex), g) <= _RELIABLE * np.abs(g))] = np.nan
+            g[ok & ~(self.condition(x.astype(complex), g) <= _RELIABLE * np.abs(g))] = np.nan
         return g
 
     def _candidates(self, x: np.ndarray) -> tuple:
@@ -254,7 +254,7 @@ class RootTracker:
                 targets.append((xa + t) / 2)
         return complex(np.nan, np.nan)
 
-    def _condition(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
+    def condition(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         """First-order float64 error bound of the root g: eps Σ_k |c_k(z)| |g|^k / |∂_G P|."""
         coeffs = [np.polyval(c, z) for c in self._coefficients]
         d = len(coeffs) - 1
@@ -272,24 +272,24 @@ class RootTracker:
         """
         z = np.asarray(z, dtype=complex).ravel()
         g = np.full(z.size, complex(np.nan, np.nan))
-        series = self._cluster
+        series = self.cluster
         inside = series.covers(z) if series is not None else np.zeros(z.size, dtype=bool)
         if inside.any():  # within its disc the series is accurate to (1/2)^TERMS: no continuation
             g[inside] = series(z[inside])
         rest = np.flatnonzero(~inside)
         if rest.size:
-            gr, ok = self._continue(z[rest], self.roots)
+            gr, ok = self.continue_roots(z[rest], self.roots)
             gr = np.where(ok, self._polish(z[rest], gr), gr)
             with np.errstate(all="ignore"):
-                ok &= self._condition(z[rest], gr) <= _RELIABLE * np.abs(gr)
+                ok &= self.condition(z[rest], gr) <= _RELIABLE * np.abs(gr)
             g[rest[ok]] = gr[ok]
         return g
 
     @cached_property
-    def _cluster(self):
+    def cluster(self):
         return ClusterSeries.build(self)
 
-    def _continue(self, z: np.ndarray, roots_of) -> tuple:
+    def continue_roots(self, z: np.ndarray, roots_of) -> tuple:
         """Vertical continuation (see the module docstring) with the root finder ``roots_of``;
         returns (G, whether each point was followed to its end)."""
         target = z.imag.copy()
@@ -436,8 +436,8 @@ class ClusterSeries:
             zr = np.array([1j * scale * tracker.radius])
             if abs((zr[0] / h0) ** (1 / order)) > radius / 2:
                 break
-            g, ok = tracker._continue(zr, tracker.roots)
-            if not ok[0] or tracker._condition(zr, g)[0] > 1e-8 * abs(g[0]):
+            g, ok = tracker.continue_roots(zr, tracker.roots)
+            if not ok[0] or tracker.condition(zr, g)[0] > 1e-8 * abs(g[0]):
                 continue
             for k in range(order):  # the L choices differ by O(|t|): far more than 1e-6
                 candidate = cls(m0, order, h0, b, np.exp(2j * np.pi * k / order), radius)
@@ -553,7 +553,7 @@ class Inversion:
         ends = np.asarray(self.candidates)
         supported = np.zeros(x.size, dtype=bool)
         g = np.full(x.size, complex(np.nan, np.nan))
-        series = tracker._cluster
+        series = tracker.cluster
         covered = series.covers(x.astype(complex)) if series is not None else np.zeros(x.size, dtype=bool)
         for piece in self.pieces:
             inside = (x > piece.lo) & (x < piece.hi)

@@ -42,6 +42,21 @@ from derive.freeprob.laws import SpectralLaw, exact, weight_law
 _S1 = {"gaussian": -1, "orthogonal": 0}
 
 
+def readable(expr: sp.Expr) -> sp.Expr:
+    """`expr` with its numbers as 15-digit Floats when it holds a rational of denominator > 10⁶
+    (the value of a numerical computation, not an exact constant); else `expr` itself.
+
+    >>> w = sp.Symbol("w")
+    >>> readable(sp.Rational(1760954639606739, 10**15) / (w + 1))
+    1.76095463960674/(w + 1.0)
+    >>> readable(2 / (w + 1))
+    2/(w + 1)
+    """
+    if any(r.q > 10**6 for r in expr.atoms(sp.Rational)):
+        return sp.N(expr, 15)
+    return expr
+
+
 @dataclass(frozen=True)
 class DynamicalIsometry:
     """Verdict on the spread of the singular values of J: σ²_{JJᵀ}/m₁² = κ L."""
@@ -99,8 +114,10 @@ class JacobianSpectrum:
 
     @cached_property
     def S(self) -> sp.Expr:
-        """S_{JJᵀ}(w) = S_{WWᵀ}(w)^L S_{D²}(w)^L."""
-        return sp.simplify(self.weight_law.S ** self.depth * self.d_law.S ** self.depth)
+        """S_{JJᵀ}(w) = S_{WWᵀ}(w)^L S_{D²}(w)^L, simplified; constants that are numbers of a
+        numerical computation (σ_w², q* from the critical point enter as rationals with large
+        denominators) are shown as 15-digit floats, exact ones (2, 1/2, erf(1)) stay exact."""
+        return readable(sp.simplify(self.weight_law.S ** self.depth * self.d_law.S ** self.depth))
 
     @cached_property
     def _mu(self) -> tuple:
