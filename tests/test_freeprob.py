@@ -176,6 +176,26 @@ def test_dynamical_isometry_verdicts():
     assert np.all(np.diff(growth) > 0)
 
 
+def test_block_of_the_layer_algebra_as_activation():
+    from derive.layers import Dense, as_layer, serial
+
+    block = derive.jacobian_spectrum(serial(Dense(2, 0, ensemble="orthogonal"), "relu"), depth=3)
+    plain = derive.jacobian_spectrum("relu", sigma_w2=2, depth=3, weights="orthogonal")
+    assert (block.S, block.variance, block.q_star) == (plain.S, plain.variance, plain.q_star)
+    layer = derive.jacobian_spectrum(as_layer("relu"), depth=2)
+    assert layer.S == derive.jacobian_spectrum("relu", depth=2).S
+    with pytest.raises(DomainError, match="fixes the variances"):
+        derive.jacobian_spectrum(serial(Dense(2, 0), "relu"), sigma_w2=2)
+    with pytest.raises(DomainError, match="not of that form"):
+        derive.jacobian_spectrum(serial(Dense(2, 0), "relu", Dense(1, 0), "relu"))
+
+
+def test_readable_s_transform():
+    J = derive.jacobian_spectrum("hard_tanh", sigma_b2=0.05, depth=2, weights="orthogonal")
+    assert all(isinstance(a, sp.Float) for a in J.S.atoms(sp.Number) if not a.is_Integer)
+    assert all(abs(a) < 10 for a in J.S.atoms(sp.Number))  # no 30-digit rationals
+
+
 def test_latex():
     J = derive.jacobian_spectrum("relu", depth=2)
     assert derive.latex(J) == r"S_{JJ^\top}(w) = \frac{1}{\left(2 w + 1\right)^{2}}"

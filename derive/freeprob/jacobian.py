@@ -185,12 +185,38 @@ class JacobianSpectrum:
         return f"$\\displaystyle {latex(self)}$"
 
 
+def _unpack(block, sigma_w2, sigma_b2, weights) -> tuple:
+    """(activation, σ_w², σ_b², weights) from a layer of the layer algebra: an activation layer,
+    or the unit serial(Dense(σ_w², σ_b², ensemble), φ) that the network repeats L times (its
+    variances and ensemble are taken from the Dense layer; also passing them is refused)."""
+    from derive.layers import Dense, Nonlinearity, Serial
+
+    if isinstance(block, Nonlinearity):
+        return block.activation, sigma_w2, sigma_b2, weights
+    layers = block.layers if isinstance(block, Serial) else ()
+    if len(layers) == 2 and isinstance(layers[0], Dense) and isinstance(layers[1], Nonlinearity):
+        dense = layers[0]
+        if sigma_w2 is not None or sigma_b2 != 0 or weights != "gaussian":
+            raise DomainError("the block serial(Dense(σ_w², σ_b², ensemble), φ) fixes the variances and "
+                              "the weights: do not pass sigma_w2, sigma_b2 or weights as well")
+        return layers[1].activation, dense.sigma_w2, dense.sigma_b2, dense.ensemble.value
+    raise DomainError(f"jacobian_spectrum takes an activation or the block serial(Dense(σ_w², σ_b²), φ) "
+                      f"of J = Π D_l W_l; {block!r} is not of that form: pass its activation and the "
+                      "variances, or use derive.simulate for other blocks")
+
+
 def jacobian_spectrum(activation, sigma_w2=None, sigma_b2=0, depth: int = 1, weights: str = "gaussian",
                       *, q_star=None) -> JacobianSpectrum:
     """The spectrum of JJᵀ at depth L; on the critical line (χ₁ = 1) when ``sigma_w2`` is omitted.
 
+    ``activation`` is a name, an expression, or a block of the layer algebra: an activation
+    layer, or the unit ``serial(Dense(σ_w², σ_b², ensemble=...), φ)`` the network repeats.
     ``q_star`` overrides the fixed point of the variance map (computed by the mean-field engine).
     """
+    from derive.layers import Layer
+
+    if isinstance(activation, Layer):
+        activation, sigma_w2, sigma_b2, weights = _unpack(activation, sigma_w2, sigma_b2, weights)
     act = make_activation(activation)
     depth = _depth(depth)
     if weights not in _S1:
