@@ -39,14 +39,17 @@ def q_star(act, sigma_w2: float, sigma_b2: float) -> float:
     return value
 
 
-def _sign_only(act):
-    """The law of φ′² (an Atomic law) when φ′² is constant on each side of 0 (φ positively
-    homogeneous), else None."""
-    from derive.freeprob.derivative import derivative_law
-    from derive.freeprob.laws import Atomic
-
-    law = derivative_law(act, 1) if set(act.kinks) <= {0} else None
-    return law if isinstance(law, Atomic) else None
+def _sign_only_mean(act):
+    """E φ′(h)² = (φ′(0⁺)² + φ′(0⁻)²)/2 when φ′² is constant on each side of 0 (φ positively
+    homogeneous; then it does not depend on q), else None."""
+    if not set(act.kinks) <= {0}:
+        return None
+    t = sp.Symbol("t", positive=True)
+    d2 = act.derivative(x) ** 2
+    sides = [sp.simplify(d2.subs(x, sign * t)) for sign in (1, -1)]
+    if any(side.free_symbols or side.has(sp.DiracDelta) for side in sides):
+        return None
+    return (sides[0] + sides[1]) / 2
 
 
 def critical_point(act, sigma_b2: float) -> tuple:
@@ -62,9 +65,8 @@ def critical_point(act, sigma_b2: float) -> tuple:
     from derive.meanfield import MeanField
 
     act = make_activation(act)
-    d_law = _sign_only(act)
-    if d_law is not None:
-        mu1 = d_law.mean
+    mu1 = _sign_only_mean(act)
+    if mu1 is not None:
         if sigma_b2 != 0:
             raise NoFixedPointError(
                 f"{act.name} is positively homogeneous: on its critical line σ_w² = {1 / mu1} the "
