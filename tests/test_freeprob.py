@@ -117,7 +117,7 @@ def test_derivative_laws_against_mpmath():
 # O(1/width) finite-size bias is not modelled.  Densities: KS of the pooled eigenvalues against
 # Kolmogorov's threshold (derive.freeprob.sampling.ks_distance).
 
-WIDTH, SEEDS, T_QUANTILE = 600, 4, 12.924  # t_{0.9995}(3 dof), checked in test_freeprob_kernels
+WIDTH, SEEDS, T_QUANTILE = 1000, 4, 12.924  # t_{0.9995}(3 dof), checked in test_freeprob_kernels
 
 CASES = [("relu", "gaussian"), ("relu", "orthogonal"), ("hard_tanh", "gaussian"),
          ("hard_tanh", "orthogonal"), ("tanh", "gaussian"), ("tanh", "orthogonal"), ("linear", "gaussian"),
