@@ -78,6 +78,7 @@ _LAZY = {
     "derivative_law": "derive.freeprob",
     "jacobian_spectrum": "derive.freeprob",
     "ck_spectrum": "derive.freeprob",
+    "ntk_spectrum": "derive.freeprob",
     "fisher": "derive.fisher",
     "fisher_spectrum": "derive.fisher",
     "ngd": "derive.ngd",

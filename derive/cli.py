@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write the report folder of every derived result")
     report.add_argument("--out", default="report", help="output folder (default: report)")
     report.add_argument("--section", action="append", metavar="NAME",
-                        help="only this section (gaussian, meanfield, kernels, fisher); repeatable")
+                        help="only this section (gaussian, meanfield, kernels, freeprob, fisher, "
+                             "ngd); repeatable")
     report.add_argument("--format", default="html,md", metavar="LIST",
                         help="comma-separated formats: html, md, ipynb, tex (default: html,md)")
     report.add_argument("--pdf", action="store_true",

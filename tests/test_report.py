@@ -25,6 +25,7 @@ from derive.report.writers.latex import compiler
 #: cheap options per section (a new section adds its own here)
 OPTIONS = {"gaussian": {"activations": ("relu", "sign", "tanh")},
            "fisher": {"activations": ("relu",), "widths": (128, 256), "seeds": 2},
+           "freeprob": {"width": 200, "samples": 300},
            "ngd": {"widths": (100, 200, 400), "seeds": 4, "train_width": 200, "steps": 3}}
 IN_CI = bool(os.environ.get("CI"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -5,7 +5,7 @@ convention (G, M, S, R) used throughout."""
 from derive.freeprob.convolution import affine, free_product, free_sum
 from derive.freeprob.derivative import DerivativeLaw, derivative_law
 from derive.freeprob.jacobian import DynamicalIsometry, JacobianSpectrum, jacobian_spectrum
-from derive.freeprob.kernels import ck_spectrum
+from derive.freeprob.kernels import KernelSpectrum, ck_spectrum, ntk_spectrum
 from derive.freeprob.laws import (
     AlgebraicLaw,
     Atomic,
@@ -19,6 +19,8 @@ from derive.freeprob.laws import (
 
 __all__ = [
     "ck_spectrum",
+    "KernelSpectrum",
+    "ntk_spectrum",
     "DynamicalIsometry",
     "JacobianSpectrum",
     "jacobian_spectrum",

@@ -9,8 +9,8 @@ r"""Free convolutions: ⊠ (S-transforms multiply), ⊞ (R-transforms add), and 
       z = A(w) χ^k,   w = M_N(χ),   A(w) = (w/(1 + w))^{n−1} Π_i χ_i(w),
 
   (n factors in all) for the subordinate variable χ = M_N⁻¹(w), by Newton's method continued from
-  large |z| down the vertical line to the real axis (each step accepted when Newton converges to a
-  relative residual of 1e-13 and Im G <= 0, else halved).
+  large |z| down the vertical line to the real axis, support and atoms found and the mass
+  checked as for every continued law (:mod:`derive.freeprob.subordination`).
 * ``free_sum(a, b, ...)``: R_{a⊞b} = R_a + R_b (Voiculescu 1986); moments through free cumulants.
   Symbolic when every term is algebraic.
 * ``affine(law, shift, scale)``: the law of shift + scale·X (classical, not free).
@@ -35,7 +35,6 @@ import numpy as np
 import sympy as sp
 
 from derive.errors import DomainError, NumericError
-from derive.freeprob.inversion import Support
 from derive.freeprob.laws import AlgebraicLaw, SpectralLaw, exact
 from derive.freeprob.relation import M_, affine_relation, product_relation, sum_relation
 from derive.freeprob.series import (
@@ -45,6 +44,7 @@ from derive.freeprob.series import (
     moments_from_s,
     s_series,
 )
+from derive.freeprob.subordination import RESIDUAL, SubordinateLaw
 
 
 def _check_laws(laws, what: str) -> list:
@@ -150,8 +150,11 @@ def affine(law: SpectralLaw, shift=0, scale=1) -> SpectralLaw:
 
 
 @dataclass(frozen=True, repr=False)
-class SubordinateProduct(SpectralLaw):
-    """A free product with one non-algebraic factor, solved numerically by subordination."""
+class SubordinateProduct(SubordinateLaw):
+    """A free product with one non-algebraic factor N (multiplicity k), by subordination: the
+    unknowns u = (χ/z, w) solve z = A(w) χ^k, w = M_N(χ) (module docstring), G = (1 + w)/z;
+    continued from large |z| and its support found by :class:`SubordinateLaw` (χ/z, not χ: both
+    unknowns stay O(1) at large |z|, where the continuation judges its steps)."""
 
     explicit: tuple
     numeric: SpectralLaw
@@ -159,7 +162,6 @@ class SubordinateProduct(SpectralLaw):
     moment_list: object
     label: str
     tex: str
-    relation = None
 
     @property
     def name(self) -> str:
@@ -177,125 +179,51 @@ class SubordinateProduct(SpectralLaw):
         raise NumericError(f"{name} of {self.name} has no closed form: use .stieltjes / .moments")
 
     @cached_property
-    def _scale(self) -> tuple:
-        """(Π of the factors' largest support points: a bound on the support radius, ()): no
-        moments are evaluated (those of a non-algebraic factor are integrals)."""
-        radius = np.prod([law.support().upper for law in self.explicit]) \
-            * self.numeric.support().upper ** self.power
-        return float(radius), ()
-
-    @cached_property
     def _a_functions(self):
         n = len(self.explicit) + self.power
         a = (M_ / (1 + M_)) ** (n - 1) * sp.prod([law.relation.inverse for law in self.explicit])
         return sp.lambdify(M_, a, "numpy"), sp.lambdify(M_, sp.diff(a, M_), "numpy")
 
-    def _solve(self, z, chi):
-        """Newton for F(χ) = z from χ; returns (χ, w, converged)."""
+    def _solve(self, z, u):
+        """Newton's method for A(M_N(χ)) χ^k/z = 1 from χ = z u[:, 0] (relative residual RESIDUAL;
+        points where M_N cannot be evaluated to its tolerance are not converged)."""
         a, da = self._a_functions
         k = self.power
+        chi = z * u[:, 0]
         with np.errstate(all="ignore"):
             for _ in range(30):
-                w, dw = self.numeric._m_and_derivative(chi)
+                w, dw = self.numeric.m_and_derivative(chi)
                 f = a(w) * chi**k / z - 1
                 df = (da(w) * dw * chi**k + a(w) * k * chi ** (k - 1)) / z
-                step = f / df
+                step = np.where(np.isfinite(f) & np.isfinite(df), f / df, 0)
                 chi = chi - step
                 if np.all(np.abs(step) <= 1e-14 * np.abs(chi)):
                     break
-            w, _ = self.numeric._m_and_derivative(chi)
+            w, _ = self.numeric.m_and_derivative(chi)
             residual = np.abs(a(w) * chi**k / z - 1)
-        return chi, w, np.isfinite(residual) & (residual < 1e-12)
+        return np.stack([chi / z, w], axis=1), np.isfinite(residual) & (residual < RESIDUAL)
 
-    def _g_upper(self, z: np.ndarray) -> np.ndarray:
-        z = np.asarray(z, dtype=complex).ravel()
-        x, target = z.real, z.imag
-        radius = self._scale[0]
-        top = 8 * radius + 4 * np.abs(x).max(initial=0.0)
-        height = np.full(z.size, top)
-        m1 = [complex(sp.N(law.mean)) for law in self.explicit]
-        mu = complex(sp.N(self.numeric.mean))
-        chi = (x + 1j * height) / (mu ** (self.power - 1) * np.prod(m1))
-        chi, w, ok = self._solve(x + 1j * height, chi)
-        if not ok.all():
-            raise NumericError(f"subordination for {self.name} did not converge at large |z|")
-        ratio, floor = np.full(z.size, 0.1), np.full(z.size, 1e-13 * top)
-        lost = np.zeros(z.size, dtype=bool)  # where Newton loses the branch: nan (undecided)
-        active = height > target
-        for _ in range(2000):
-            if not active.any():
-                break
-            idx = np.flatnonzero(active)
-            proposal = np.maximum(height[idx] * ratio[idx], target[idx])
-            jump = proposal < floor[idx]
-            proposal = np.where(jump, target[idx], proposal)
-            zi = x[idx] + 1j * proposal
-            c, wi, good = self._solve(zi, chi[idx])
-            with np.errstate(all="ignore"):
-                good &= ((1 + wi) / zi).imag <= 1e-12 * np.abs((1 + wi) / zi)
-            chi[idx[good]], w[idx[good]], height[idx[good]] = c[good], wi[good], proposal[good]
-            ratio[idx[good]] = np.maximum(ratio[idx[good]] ** 2, 1e-3)
-            floor[idx[~good & jump]] *= 1e-4
-            ratio[idx[~good & ~jump]] = np.sqrt(ratio[idx[~good & ~jump]])
-            lost[idx[(ratio[idx] > 0.9999) | (floor[idx] < 1e-60 * top)]] = True
-            active = (height > target) & ~lost
-        with np.errstate(all="ignore"):
-            return np.where(lost, complex(np.nan, np.nan), (1 + w) / z)
+    def _initial(self, z):
+        """χ ~ z/(μ^{k−1} Π m₁) at large |z| (all transforms ~ their means there)."""
+        scale = complex(sp.N(self.numeric.mean)) ** (self.power - 1) \
+            * np.prod([complex(sp.N(law.mean)) for law in self.explicit])
+        return np.stack([np.full_like(z, 1 / scale), np.zeros_like(z)], axis=1)
 
-    def density(self, x) -> np.ndarray:
-        """ρ(x) = −Im G(x + i0)/π by subordination (relative residual 1e-12); nan at atoms (x = 0)
-        and where Newton's method cannot follow the branch (undecided)."""
-        x = np.asarray(x, dtype=float)
-        flat = x.ravel()
-        rho = np.maximum(-self._g_upper(np.where(flat == 0, 1.0, flat).astype(complex)).imag / np.pi, 0)
-        rho[flat == 0] = np.nan
-        return rho.reshape(x.shape)
+    def _g(self, z, u):
+        return (1 + u[:, 1]) / z
 
-    def support(self) -> Support:
-        """One band [0, λ_max], λ_max the minimum of F on real χ above the factor's support; the
-        lower edge is not resolved (the density is 0 below it).  Mass check by 96-point
-        Gauss–Legendre in s (x = λ_max s², which absorbs an x^{-1/2} singularity at 0): to 1e-3
-        only — numeric products are slow to integrate more finely (stated in ``mass_error``)."""
-        if "_support" in self.__dict__:
-            return self.__dict__["_support"]
-        upper = self._upper_edge()
-        s, w = np.polynomial.legendre.leggauss(96)
-        s, w = (s + 1) / 2, w / 2
-        rho = self.density(upper * s**2)
-        atoms = self._atoms()
-        total = sum(m for _, m in atoms) + float(np.nansum(w * rho * 2 * upper * s))
-        if np.isnan(rho).mean() > 0.05 or abs(total - 1) > 1e-3:
-            raise NumericError(f"the subordination density of {self.name} integrates to {total:.6g} "
-                               "with its atoms, not 1: cannot decide its support reliably")
-        support = Support(((0.0, upper),), tuple(atoms), total, abs(total - 1),
-                          "upper edge from the subordination map; lower edge not resolved; "
-                          "96-point mass check")
-        self.__dict__["_support"] = support
-        return support
+    def _bracket(self) -> tuple:
+        """[0, Π of the factors' largest support points] (‖AB‖ <= ‖A‖‖B‖, all factors >= 0)."""
+        top = np.prod([law.support().upper for law in self.explicit]) \
+            * self.numeric.support().upper ** self.power
+        return 0.0, float(top)
 
-    def _atoms(self) -> list:
-        """μ⊠ν({0}) = max(μ({0}), ν({0})) (Belinschi 2003)."""
-        masses = [law.support().atoms for law in (*self.explicit, self.numeric)]
-        zero = max((m for atoms in masses for a, m in atoms if a == 0), default=0.0)
-        return [(0.0, zero)] if zero > 0 else []
+    def _atom_points(self) -> tuple:
+        return (0.0,)
 
-    def _upper_edge(self) -> float:
-        """min over real χ > sup supp(N) of F(χ) = A(M_N(χ)) χ^k: the largest eigenvalue."""
-        top = self.numeric.support().upper
-        chi = top + np.geomspace(1e-6, 1e6, 400) * max(top, 1e-300)
-        f = np.array([self._real_f(c) for c in chi])
-        i = int(np.nanargmin(f))
-        lo, hi = chi[max(i - 1, 0)], chi[min(i + 1, chi.size - 1)]
-        for _ in range(60):  # golden section on the bracketing interval
-            m1, m2 = lo + 0.382 * (hi - lo), lo + 0.618 * (hi - lo)
-            lo, hi = (lo, m2) if self._real_f(m1) < self._real_f(m2) else (m1, hi)
-        return float(min(np.nanmin(f), self._real_f(lo)))
-
-    def _real_f(self, chi: float) -> float:
-        """F(χ) = A(M_N(χ)) χ^k at real χ (nan where the quadrature declines, next to supp N)."""
-        a, _ = self._a_functions
-        try:
-            w, _ = self.numeric._m_and_derivative(np.array([chi + 0j]))
-        except NumericError:
-            return np.nan
-        return float((a(w) * chi**self.power).real[0])
+    def _atoms(self, scale: float) -> list:
+        """μ⊠ν({0}) = max(μ({0}), ν({0})) (Belinschi 2003); elsewhere μ⊠ν({c}) > 0 needs atoms
+        μ({a}), ν({b}) with ab = c and masses summing to more than 1 (Bercovici & Voiculescu 1998),
+        impossible here: the non-algebraic factor (a law of φ′² for a smooth φ) has no atoms."""
+        masses = [m for law in (*self.explicit, self.numeric) for a, m in law.support().atoms if a == 0]
+        return [(0.0, max(masses))] if masses and max(masses) > 0 else []

@@ -126,8 +126,9 @@ class DerivativeLaw(SpectralLaw):
             cache[level] = (self._d_functions[0](np.sqrt(float(self.q)) * u), w)
         return cache[level]
 
-    def _m_and_derivative(self, chi) -> tuple:
-        """(M(χ), M′(χ)) = (E[d/(χ − d)], −E[d/(χ − d)²]) at complex χ, to RTOL."""
+    def m_and_derivative(self, chi) -> tuple:
+        """(M(χ), M′(χ)) = (E[d/(χ − d)], −E[d/(χ − d)²]) at complex χ, to RTOL; nan where the
+        rule does not converge (χ too close to the support of D²)."""
         chi = np.asarray(chi, dtype=complex).ravel()
         out_m, out_dm = np.empty_like(chi), np.empty_like(chi)
         todo = np.arange(chi.size)
@@ -151,11 +152,15 @@ class DerivativeLaw(SpectralLaw):
                 if todo.size == 0:
                     return out_m, out_dm
             previous = (m, dm)
-        raise NumericError(f"E[d/(χ − d)] for {self.name} did not converge at χ = {chi[todo[0]]:.6g}: "
-                           "too close to the support of D²")
+        out_m[todo], out_dm[todo] = np.nan, np.nan
+        return out_m, out_dm
 
     def _g_upper(self, z: np.ndarray) -> np.ndarray:
-        m, _ = self._m_and_derivative(z)
+        m, _ = self.m_and_derivative(z)
+        if np.isnan(m).any():
+            where = z[np.isnan(m)][0]
+            raise NumericError(f"E[1/(z − d)] for {self.name} did not converge at z = {where:.6g}: "
+                               "too close to the support of D²")
         return (1 + m) / z
 
     @cached_property

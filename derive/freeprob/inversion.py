@@ -78,35 +78,50 @@ class Support:
 def tanh_sinh(f, a: float, b: float, levels: int = 8) -> tuple:
     """(∫_a^b f, error estimate) by the tanh–sinh rule (integrable endpoint singularities
     allowed); the estimate is the change at the last halving of the step.  ``f`` is vectorised.
+    The nodes t = jh are nested: each halving of h evaluates f at the new nodes only.
 
     Nodes closer to an endpoint than 2^20 ulp are not sampled (the rounding of x would shift them),
     nor those from the first node where f returns nan (f cannot be evaluated reliably there);
     there the rule uses the power law c·t^α through the two innermost sampled nodes.
     """
     r = (b - a) / 2
+    finest = 2**levels
+    count = int(6.5 * finest)  # t up to 6.5: the nodes reach ~1e-300 of the ends
+    t_all = np.arange(1, count + 1) / finest
+    s_all = np.pi / 2 * np.sinh(t_all)
+    with np.errstate(over="ignore"):
+        w_all = np.pi / 2 * np.cosh(t_all) / np.cosh(s_all) ** 2
+        gap_all = 2 * r / (1 + np.exp(2 * s_all))  # distance of the node to its endpoint
+    centre = r * float(f(np.array([a + r]))[0]) * np.pi / 2
+    cache = {a: np.full(count, np.nan), b: np.full(count, np.nan)}
+    done = {a: np.zeros(count, dtype=bool), b: np.zeros(count, dtype=bool)}
     previous = value = None
+    change = np.inf
     for k in range(2, levels + 1):
-        h = 2.0 ** -k
-        t = np.arange(h / 2, 6.5, h)  # symmetric nodes, none at the centre; reach ~1e-300
-        s = np.pi / 2 * np.sinh(t)
-        with np.errstate(over="ignore"):
-            w = h * np.pi / 2 * np.cosh(t) / np.cosh(s) ** 2
-            gap = 2 * r / (1 + np.exp(2 * s))  # distance of the node to its endpoint
-        value = 0.0
+        h = 2.0**-k
+        idx = np.arange(2 ** (levels - k), count + 1, 2 ** (levels - k)) - 1  # t = jh, j >= 1
+        w, gap = w_all[idx], gap_all[idx]
+        value = h * centre
         for end, sign in ((a, 1.0), (b, -1.0)):
             keep = (gap > 2.0**20 * np.finfo(float).eps * abs(end)) & (w > 1e-300)
-            fx = f(end + sign * gap[keep])
+            new = idx[keep & ~done[end][idx]]
+            if new.size:
+                cache[end][new] = f(end + sign * gap_all[new])
+                done[end][new] = True
+            fx = cache[end][idx[keep]]
             unreliable = np.flatnonzero(~np.isfinite(fx))  # f may decline (nan) near an end
             if unreliable.size:
                 keep[np.flatnonzero(keep)[unreliable[0]:]] = False
                 fx = fx[:unreliable[0]]
-            value += r * float(np.sum(w[keep] * fx))
+            value += h * r * float(np.sum(w[keep] * fx))
             dropped = ~keep & (w > 1e-300) & (gap > 0)
-            value += r * float(np.sum(w[dropped] * _power_law(gap[keep], fx, gap[dropped])))
-        if previous is not None and abs(value - previous) <= 1e-14 * max(1.0, abs(value)):
-            break
+            value += h * r * float(np.sum(w[dropped] * _power_law(gap[keep], fx, gap[dropped])))
+        if previous is not None:
+            change = abs(value - previous)
+            if change <= 1e-14 * max(1.0, abs(value)):
+                break
         previous = value
-    return value, abs(value - previous)
+    return value, change
 
 
 def _power_law(gap: np.ndarray, fx: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -128,44 +143,118 @@ class RootTracker:
 
     @cached_property
     def _coefficients(self) -> list:
-        poly = sp.Poly(sp.expand(self._g_poly), G_)
+        poly = sp.Poly(self.relation.equation("G", factored=False), G_)
         out = []
         for c in poly.all_coeffs():
             pz = sp.Poly(c, Z)
             out.append(np.array([complex(sp.N(v, 30)) for v in pz.all_coeffs()]))
         return [c.real if not np.any(c.imag) else c for c in out]
 
-    @cached_property
-    def _g_poly(self) -> sp.Expr:
-        return self.relation.equation("G")
-
-    @cached_property
-    def _newton(self):
-        p = self._g_poly
-        p = p.xreplace({a: sp.Float(sp.N(a, 30), 30) for a in p.atoms(sp.Function)})
-        f = sp.lambdify((Z, G_), p, "numpy")
-        df = sp.lambdify((Z, G_), sp.diff(p, G_), "numpy")
-        return f, df
-
     def roots(self, z: np.ndarray) -> np.ndarray:
-        """All d roots G of P(z, zG − 1) = 0 at each z, shape (N, d)."""
+        """All d roots G of P(z, zG − 1) = 0 at each z, shape (N, d): eigenvalues of the companion
+        matrices, real ones (faster) where z and the coefficients are real."""
+        z = np.asarray(z)
+        real = not any(np.iscomplexobj(c) for c in self._coefficients) and not np.any(np.imag(z))
+        z = z.real if real else z.astype(complex)
         coeffs = np.stack([np.polyval(c, z) for c in self._coefficients], axis=-1)  # (N, d+1)
-        lead = coeffs[:, :1]
         with np.errstate(all="ignore"):
-            monic = coeffs[:, 1:] / lead
+            monic = coeffs[:, 1:] / coeffs[:, :1]
         d = monic.shape[1]
         if d == 1:
-            return -monic
-        companion = np.zeros((z.size, d, d), dtype=complex)
+            return (-monic).astype(complex)
+        companion = np.zeros((z.size, d, d), dtype=monic.dtype)
         companion[:, 0, :] = -monic
         companion[:, np.arange(1, d), np.arange(d - 1)] = 1
         bad = ~np.isfinite(monic).all(axis=1)
         companion[bad] = 0
-        r = np.linalg.eigvals(companion)
+        r = np.linalg.eigvals(companion).astype(complex)
         r[bad] = np.nan
         return r
 
-    def _condition(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
+    def boundary(self, x: np.ndarray, x0: float, g0: complex) -> np.ndarray:
+        """G(x + i0) at the real points `x`, all inside one supported piece of the real axis (an
+        interval free of zeros of the discriminant, of poles and of 0), followed along the axis
+        from the known boundary value G(x0 + i0) = g0 (see the module docstring); nan where the
+        root is not decided or float64 cannot resolve it."""
+        x = np.asarray(x, dtype=float)
+        g = np.full(x.size, complex(np.nan, np.nan))
+        for side in (x >= x0, x < x0):
+            idx = np.flatnonzero(side)
+            if idx.size:
+                idx = idx[np.argsort(np.abs(x[idx] - x0), kind="stable")]
+                g[idx] = self._march(np.concatenate([[x0], x[idx]]), g0)[1:]
+        ok = np.isfinite(g)
+        g[ok] = self._polish(x[ok].astype(complex), g[ok])
+        with np.errstate(all="ignore"):
+            g[ok & ~(self.condition(x.astype(complex), g) <= _RELIABLE * np.abs(g))] = np.nan
+        return g
+
+    def _candidates(self, x: np.ndarray) -> tuple:
+        """(roots, scaled roots qG) at real x; roots with Im G > 0 (not boundary values from C⁺)
+        are excluded (nan)."""
+        roots = self.roots(x)
+        u = self._scaled(x.astype(complex))[:, None] * roots
+        with np.errstate(invalid="ignore"):
+            u[roots.imag > 1e-12 * np.abs(roots)] = np.nan
+        return roots, u
+
+    def _march(self, path: np.ndarray, g0: complex) -> np.ndarray:
+        """G along the monotone real `path` (path[0] where G = g0): at each step the candidate
+        root nearest the previous one (in qG) when it is closer than _ACCEPT times the second
+        nearest (or coincides with it), else the step is bisected (up to 40 times)."""
+        roots, u = self._candidates(path)
+        out = np.full(path.size, complex(np.nan, np.nan))
+        dist = np.abs(u[1:, :, None] - u[:-1, None, :])  # (step, next root, previous root)
+        dist = np.where(np.isfinite(dist), dist, np.inf)
+        order = np.argsort(dist, axis=1)
+        nearest, second = order[:, 0, :], order[:, min(1, u.shape[1] - 1), :]
+        steps = np.arange(path.size - 1)[:, None]
+        d1 = np.take_along_axis(dist, nearest[:, None, :], 1)[:, 0, :]
+        d2 = np.take_along_axis(dist, second[:, None, :], 1)[:, 0, :]
+        u_next = u[1:]
+        coincide = np.abs(u_next[steps, nearest] - u_next[steps, second]) <= _COINCIDE * (
+            1 + np.abs(u_next[steps, nearest]))
+        good = (np.isfinite(d1) & ((d1 <= _ACCEPT * d2) | coincide)).tolist()
+        nearest = nearest.tolist()
+        start = np.abs(u[0] - self._scaled(np.array([path[0] + 0j]))[0] * g0)
+        a = int(np.nanargmin(np.where(np.isfinite(start), start, np.inf)))
+        out[0] = roots[0, a]
+        for i in range(path.size - 1):
+            if good[i][a]:
+                a = nearest[i][a]
+                out[i + 1] = roots[i + 1, a]
+                continue
+            value = self._bisected(path[i], out[i], path[i + 1])
+            if not np.isfinite(value):
+                break
+            out[i + 1] = value
+            a = int(np.argmin(np.abs(roots[i + 1] - value)))
+        return out
+
+    def _bisected(self, xa: float, ga: complex, xb: float) -> complex:
+        """The step xa → xb of :meth:`_march` taken in halves until every part is unambiguous."""
+        targets = [xb]
+        for _ in range(200):
+            if not targets:
+                return ga
+            t = targets[-1]
+            roots, u = self._candidates(np.array([t]))
+            prev = self._scaled(np.array([xa + 0j]))[0] * ga
+            dist = np.where(np.isfinite(u[0]), np.abs(u[0] - prev), np.inf)
+            order = np.argsort(dist)
+            d1, d2 = dist[order[0]], dist[order[1]] if dist.size > 1 else np.inf
+            nearest = u[0, order[0]]
+            close = dist.size > 1 and abs(nearest - u[0, order[1]]) <= _COINCIDE * (1 + abs(nearest))
+            if np.isfinite(d1) and (d1 <= _ACCEPT * d2 or close):
+                xa, ga = t, roots[0, order[0]]
+                targets.pop()
+            elif abs(t - xa) <= 1e-12 * (1 + abs(t)) or len(targets) > 40:
+                return complex(np.nan, np.nan)
+            else:
+                targets.append((xa + t) / 2)
+        return complex(np.nan, np.nan)
+
+    def condition(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         """First-order float64 error bound of the root g: eps Σ_k |c_k(z)| |g|^k / |∂_G P|."""
         coeffs = [np.polyval(c, z) for c in self._coefficients]
         d = len(coeffs) - 1
@@ -183,24 +272,24 @@ class RootTracker:
         """
         z = np.asarray(z, dtype=complex).ravel()
         g = np.full(z.size, complex(np.nan, np.nan))
-        series = self._cluster
+        series = self.cluster
         inside = series.covers(z) if series is not None else np.zeros(z.size, dtype=bool)
         if inside.any():  # within its disc the series is accurate to (1/2)^TERMS: no continuation
             g[inside] = series(z[inside])
         rest = np.flatnonzero(~inside)
         if rest.size:
-            gr, ok = self._continue(z[rest], self.roots)
+            gr, ok = self.continue_roots(z[rest], self.roots)
             gr = np.where(ok, self._polish(z[rest], gr), gr)
             with np.errstate(all="ignore"):
-                ok &= self._condition(z[rest], gr) <= _RELIABLE * np.abs(gr)
+                ok &= self.condition(z[rest], gr) <= _RELIABLE * np.abs(gr)
             g[rest[ok]] = gr[ok]
         return g
 
     @cached_property
-    def _cluster(self):
+    def cluster(self):
         return ClusterSeries.build(self)
 
-    def _continue(self, z: np.ndarray, roots_of) -> tuple:
+    def continue_roots(self, z: np.ndarray, roots_of) -> tuple:
         """Vertical continuation (see the module docstring) with the root finder ``roots_of``;
         returns (G, whether each point was followed to its end)."""
         target = z.imag.copy()
@@ -267,10 +356,17 @@ class RootTracker:
         return q
 
     def _polish(self, z, g):
-        f, df = self._newton
+        """Three Newton steps on P(z, zG − 1) = Σ_k c_k(z) G^{d−k} (each taken only when smaller
+        than 1e-6 |G|: a correction, never a jump to another root)."""
+        coeffs = [np.polyval(c, z) for c in self._coefficients]
+        d = len(coeffs) - 1
         with np.errstate(all="ignore"):
             for _ in range(3):
-                step = f(z, g) / df(z, g)
+                f, df = coeffs[0], 0
+                for c in coeffs[1:]:  # Horner for P and ∂P/∂G together
+                    df = df * g + f
+                    f = f * g + c
+                step = f / df if d else np.zeros_like(g)
                 small = np.isfinite(step) & (np.abs(step) < 1e-6 * np.abs(g))
                 g = np.where(small, g - step, g)
         return g
@@ -340,8 +436,8 @@ class ClusterSeries:
             zr = np.array([1j * scale * tracker.radius])
             if abs((zr[0] / h0) ** (1 / order)) > radius / 2:
                 break
-            g, ok = tracker._continue(zr, tracker.roots)
-            if not ok[0] or tracker._condition(zr, g)[0] > 1e-8 * abs(g[0]):
+            g, ok = tracker.continue_roots(zr, tracker.roots)
+            if not ok[0] or tracker.condition(zr, g)[0] > 1e-8 * abs(g[0]):
                 continue
             for k in range(order):  # the L choices differ by O(|t|): far more than 1e-6
                 candidate = cls(m0, order, h0, b, np.exp(2j * np.pi * k / order), radius)
@@ -425,7 +521,67 @@ def _real_roots(poly_z: sp.Expr) -> list:
     return [float((lo + hi) / 2) for (lo, hi), _ in poly.sqf_part().intervals(eps=sp.Rational(1, 10**18))]
 
 
-def algebraic_support(relation: Relation, tracker: RootTracker, density) -> Support:
+@dataclass(frozen=True)
+class Piece:
+    """An interval (lo, hi) between consecutive candidate points (zeros of the discriminant, poles,
+    0) inside the support, with one boundary value G(x0 + i0) = g0 found by vertical continuation:
+    the start of the continuation along the real axis (:meth:`RootTracker.boundary`)."""
+
+    lo: float
+    hi: float
+    x0: float
+    g0: complex
+
+
+@dataclass(frozen=True)
+class Inversion:
+    """The support of an algebraic law and the supported pieces its boundary values follow."""
+
+    support: Support
+    pieces: tuple
+    candidates: tuple
+    poles: tuple
+
+    def density(self, tracker: RootTracker, x: np.ndarray) -> np.ndarray:
+        """ρ(x) = −Im G(x + i0)/π at real x: G followed along the axis inside the supported pieces
+        (the Puiseux series where it covers x), 0 off the support, and at the candidate points:
+        vertically continued inside a band; 0 at an end of a band that is neither 0 nor a pole (G
+        is bounded there, hence continuous, and real on the unsupported side); nan at 0 or a pole
+        at the end of a band (ρ may diverge), at atoms, and where the root is undecided."""
+        x = np.asarray(x, dtype=float)
+        rho = np.full(x.size, np.nan)
+        ends = np.asarray(self.candidates)
+        supported = np.zeros(x.size, dtype=bool)
+        g = np.full(x.size, complex(np.nan, np.nan))
+        series = tracker.cluster
+        covered = series.covers(x.astype(complex)) if series is not None else np.zeros(x.size, dtype=bool)
+        for piece in self.pieces:
+            inside = (x > piece.lo) & (x < piece.hi)
+            supported |= inside
+            idx = np.flatnonzero(inside & ~covered)
+            if idx.size:
+                g[idx] = tracker.boundary(x[idx], piece.x0, piece.g0)
+        if series is not None:
+            g[covered & supported] = series(x[covered & supported].astype(complex))
+        rho[supported] = np.maximum(-g[supported].imag / np.pi, 0.0)
+        at = np.isin(x, ends)
+        rho[~supported & ~at] = 0.0
+        atoms = {a for a, _ in self.support.atoms} if self.support else set()
+        for c in ends[np.isin(ends, x)]:
+            left, right = (any(p.hi == c for p in self.pieces), any(p.lo == c for p in self.pieces))
+            if c in atoms:
+                continue
+            if left and right:
+                value = -tracker.physical(np.array([c + 0j]))[0].imag / np.pi
+            elif not (left or right) or (c != 0 and c not in self.poles):
+                value = 0.0
+            else:
+                continue
+            rho[x == c] = max(value, 0.0) if np.isfinite(value) else np.nan
+        return rho
+
+
+def algebraic_support(relation: Relation, tracker: RootTracker) -> Inversion:
     """Bands and atoms of an algebraic law with numeric coefficients (see the module docstring)."""
     exact = _rational(relation.poly)
     poly_m = sp.Poly(exact, M_)
@@ -440,24 +596,32 @@ def algebraic_support(relation: Relation, tracker: RootTracker, density) -> Supp
     scale = max(tracker.radius, max((abs(c) for c in candidates), default=0.0), 1e-300)
     atoms = _atoms(exact, tracker, poles, scale, relation.poly.subs(Z, 0))
     atom_points = {a for a, _ in atoms}
+    ends = list(zip(candidates[:-1], candidates[1:], strict=True))
+    mids = np.array([(lo + hi) / 2 for lo, hi in ends])
+    g_mid = tracker.physical(mids.astype(complex)) if ends else np.array([])
     bands, pieces = [], []
-    for lo, hi in zip(candidates[:-1], candidates[1:], strict=True):
-        mid = np.array([(lo + hi) / 2])
-        if density(mid)[0] > 1e-12 / scale:
-            pieces.append((lo, hi))
+    for (lo, hi), mid, g in zip(ends, mids, g_mid, strict=True):
+        if -g.imag / np.pi > 1e-12 / scale:
+            pieces.append(Piece(lo, hi, float(mid), complex(g)))
             if bands and bands[-1][1] == lo and lo not in atom_points:
                 bands[-1] = (bands[-1][0], hi)
             else:
                 bands.append((lo, hi))
+    inversion = Inversion(None, tuple(pieces), tuple(candidates), tuple(float(a) for a in poles))
+
+    def density(x):
+        return inversion.density(tracker, x)
+
     total, error = sum(m for _, m in atoms), 0.0
-    for lo, hi in pieces:  # integrated between candidates: no node at 0 or an interior edge
-        value, err = tanh_sinh(density, lo, hi)
+    for piece in pieces:  # integrated between candidates: no node at 0 or an interior edge
+        value, err = tanh_sinh(density, piece.lo, piece.hi)
         total, error = total + value, error + err
     if not abs(total - 1) <= MASS_TOL + error:
         raise NumericError(f"the density found integrates with its atoms to {total:.15g}, not 1: "
                            "cannot decide the support of this law reliably")
-    return Support(tuple(bands), tuple(atoms), total, max(error, abs(total - 1)),
-                   "edges: real zeros of the discriminant of P(z, M) in M; tanh-sinh mass check")
+    support = Support(tuple(bands), tuple(atoms), total, max(error, abs(total - 1)),
+                      "edges: real zeros of the discriminant of P(z, M) in M; tanh-sinh mass check")
+    return Inversion(support, tuple(pieces), tuple(candidates), inversion.poles)
 
 
 def _nroots(poly: sp.Poly) -> list:

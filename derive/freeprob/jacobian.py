@@ -42,6 +42,21 @@ from derive.freeprob.laws import SpectralLaw, exact, weight_law
 _S1 = {"gaussian": -1, "orthogonal": 0}
 
 
+def readable(expr: sp.Expr) -> sp.Expr:
+    """`expr` with its numbers as 15-digit Floats when it holds a rational of denominator > 10⁶
+    (the value of a numerical computation, not an exact constant); else `expr` itself.
+
+    >>> w = sp.Symbol("w")
+    >>> readable(sp.Rational(1760954639606739, 10**15) / (w + 1))
+    1.76095463960674/(w + 1.0)
+    >>> readable(2 / (w + 1))
+    2/(w + 1)
+    """
+    if any(r.q > 10**6 for r in expr.atoms(sp.Rational)):
+        return sp.N(expr, 15)
+    return expr
+
+
 @dataclass(frozen=True)
 class DynamicalIsometry:
     """Verdict on the spread of the singular values of J: σ²_{JJᵀ}/m₁² = κ L."""
@@ -99,8 +114,10 @@ class JacobianSpectrum:
 
     @cached_property
     def S(self) -> sp.Expr:
-        """S_{JJᵀ}(w) = S_{WWᵀ}(w)^L S_{D²}(w)^L."""
-        return sp.simplify(self.weight_law.S ** self.depth * self.d_law.S ** self.depth)
+        """S_{JJᵀ}(w) = S_{WWᵀ}(w)^L S_{D²}(w)^L, simplified; constants that are numbers of a
+        numerical computation (σ_w², q* from the critical point enter as rationals with large
+        denominators) are shown as 15-digit floats, exact ones (2, 1/2, erf(1)) stay exact."""
+        return readable(sp.simplify(self.weight_law.S ** self.depth * self.d_law.S ** self.depth))
 
     @cached_property
     def _mu(self) -> tuple:
@@ -143,6 +160,17 @@ class JacobianSpectrum:
         return np.array([JacobianSpectrum(self.activation, self.sigma_w2, self.sigma_b2, _depth(d),
                                           self.weights, self.q_star).max_eigenvalue for d in depths])
 
+    @property
+    def network(self):
+        """The finite network whose input–output Jacobian this spectrum describes (a layer stack for
+        :func:`derive.simulate.draw`): ``repeat(serial(Dense(σ_w², σ_b², ensemble), φ), L)``, so that
+        ∂x^L/∂x^0 = D_L W_L ⋯ D_1 W_1; its first pre-activations have variance q* when the input has
+        squared norm per unit (q* − σ_b²)/σ_w² (:func:`derive.freeprob.sampling.jacobian_eigenvalues`)."""
+        from derive.layers import Dense, repeat, serial
+
+        return repeat(serial(Dense(self.sigma_w2, self.sigma_b2, ensemble=self.weights),
+                             make_activation(self.activation)), self.depth)
+
     def __repr__(self) -> str:
         return (f"JacobianSpectrum({make_activation(self.activation).name}, sigma_w2={self.sigma_w2}, "
                 f"sigma_b2={self.sigma_b2}, depth={self.depth}, weights={self.weights!r}, "
@@ -157,12 +185,38 @@ class JacobianSpectrum:
         return f"$\\displaystyle {latex(self)}$"
 
 
+def _unpack(block, sigma_w2, sigma_b2, weights) -> tuple:
+    """(activation, σ_w², σ_b², weights) from a layer of the layer algebra: an activation layer,
+    or the unit serial(Dense(σ_w², σ_b², ensemble), φ) that the network repeats L times (its
+    variances and ensemble are taken from the Dense layer; also passing them is refused)."""
+    from derive.layers import Dense, Nonlinearity, Serial
+
+    if isinstance(block, Nonlinearity):
+        return block.activation, sigma_w2, sigma_b2, weights
+    layers = block.layers if isinstance(block, Serial) else ()
+    if len(layers) == 2 and isinstance(layers[0], Dense) and isinstance(layers[1], Nonlinearity):
+        dense = layers[0]
+        if sigma_w2 is not None or sigma_b2 != 0 or weights != "gaussian":
+            raise DomainError("the block serial(Dense(σ_w², σ_b², ensemble), φ) fixes the variances and "
+                              "the weights: do not pass sigma_w2, sigma_b2 or weights as well")
+        return layers[1].activation, dense.sigma_w2, dense.sigma_b2, dense.ensemble.value
+    raise DomainError(f"jacobian_spectrum takes an activation or the block serial(Dense(σ_w², σ_b²), φ) "
+                      f"of J = Π D_l W_l; {block!r} is not of that form: pass its activation and the "
+                      "variances, or use derive.simulate for other blocks")
+
+
 def jacobian_spectrum(activation, sigma_w2=None, sigma_b2=0, depth: int = 1, weights: str = "gaussian",
                       *, q_star=None) -> JacobianSpectrum:
     """The spectrum of JJᵀ at depth L; on the critical line (χ₁ = 1) when ``sigma_w2`` is omitted.
 
+    ``activation`` is a name, an expression, or a block of the layer algebra: an activation
+    layer, or the unit ``serial(Dense(σ_w², σ_b², ensemble=...), φ)`` the network repeats.
     ``q_star`` overrides the fixed point of the variance map (computed by the mean-field engine).
     """
+    from derive.layers import Layer
+
+    if isinstance(activation, Layer):
+        activation, sigma_w2, sigma_b2, weights = _unpack(activation, sigma_w2, sigma_b2, weights)
     act = make_activation(activation)
     depth = _depth(depth)
     if weights not in _S1:

@@ -145,35 +145,25 @@ class SpectralLaw:
     def density(self, x) -> np.ndarray:
         """The density ρ(x) = −Im G(x + i0)/π of the absolutely continuous part, float64.
 
-        It is nan at atoms and at x = 0 when 0 is an edge (where it may diverge).
+        It is nan at atoms and at the candidate points of the support (edges, 0) where it may
+        diverge, and where float64 cannot resolve the root (see :mod:`derive.freeprob.inversion`).
         """
         x = np.asarray(x, dtype=float)
         flat = x.ravel()
-        rho = self._density_off_zero(np.where(flat == 0, 1.0, flat))
-        if (flat == 0).any():
-            rho[flat == 0] = self._density_at_zero()
-        support = self.support()
-        rho[np.isin(flat, [a for a, _ in support.atoms])] = np.nan
+        rho = self._density(flat)
+        rho[np.isin(flat, [a for a, _ in self.support().atoms])] = np.nan
         return rho.reshape(x.shape)
 
-    def _density_off_zero(self, x: np.ndarray) -> np.ndarray:
-        rho = -self._g_upper(x.astype(complex)).imag / np.pi
-        return np.where(np.isnan(rho), np.nan, np.maximum(rho, 0.0))
+    def _density(self, x: np.ndarray) -> np.ndarray:
+        return self._inversion.density(self._tracker, x)
 
-    def _density_at_zero(self) -> float:
-        support = self.support()
-        if any(a == 0 for a, _ in support.atoms) or 0.0 in support.edges:
-            return np.nan
-        if not any(lo < 0 < hi for lo, hi in support.bands):
-            return 0.0
-        return float(self._density_off_zero(np.array([0.0]))[0])
+    @cached_property
+    def _inversion(self):
+        return algebraic_support(self.relation, self._tracker)
 
     def support(self) -> Support:
         """Support bands (edges), atoms with their masses, and the mass check."""
-        if "_support" not in self.__dict__:
-            self.__dict__["_support"] = algebraic_support(self.relation, self._tracker,
-                                                          self._density_off_zero)
-        return self.__dict__["_support"]
+        return self._inversion.support
 
     # --- printing ------------------------------------------------------------------------
     def __repr__(self) -> str:

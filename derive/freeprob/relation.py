@@ -70,7 +70,7 @@ def _numerator(expr) -> sp.Expr:
     return sp.numer(sp.together(sp.sympify(expr)))
 
 
-def _tidy(expr, var: sp.Symbol, strip_power: bool = False) -> sp.Expr:
+def _tidy(expr, var: sp.Symbol, strip_power: bool = False, factored: bool = True) -> sp.Expr:
     """The primitive part of a polynomial in `var` (factors free of `var` removed), also without a
     factor var^k when `strip_power` (a spurious component var = 0)."""
     poly = sp.Poly(sp.expand(expr), var)
@@ -78,7 +78,7 @@ def _tidy(expr, var: sp.Symbol, strip_power: bool = False) -> sp.Expr:
     if strip_power:
         low = min(m[0] for m in poly.monoms())
         poly = sp.Poly(sp.expand(poly.as_expr() / var**low), var)
-    return sp.factor(poly.as_expr())
+    return sp.factor(poly.as_expr()) if factored else poly.as_expr()
 
 
 @dataclass(frozen=True)
@@ -115,16 +115,22 @@ class Relation:
     @cached_property
     def inverse(self) -> sp.Expr:
         """M⁻¹(M) when P is linear in z."""
-        a, b = sp.Poly(self.poly, Z).all_coeffs()
-        return sp.cancel(-b / a)
+        num, den = self.inverse_fraction
+        return num.as_expr() / den.as_expr()
 
-    def equation(self, name: str) -> sp.Expr:
+    @cached_property
+    def inverse_fraction(self) -> tuple:
+        """(numerator, denominator) of M⁻¹ as coprime polynomials in M when P is linear in z."""
+        a, b = sp.Poly(self.poly, Z).all_coeffs()
+        return sp.Poly(-b, M_).cancel(sp.Poly(a, M_), include=True)
+
+    def equation(self, name: str, factored: bool = True) -> sp.Expr:
         """The polynomial equation (= 0) of the transform `name` in G, M, S, R."""
         p = self.poly
         if name == "M":
             return p
         if name == "G":
-            return _tidy(_numerator(p.subs(M_, Z * G_ - 1)), G_)
+            return _tidy(_numerator(p.subs(M_, Z * G_ - 1)), G_, factored=factored)
         if name == "S":
             return _tidy(_numerator(p.subs({Z: (1 + W) / (W * S_), M_: W})), S_)
         if name == "R":
@@ -232,8 +238,14 @@ def product_relation(relations: list, moments_of) -> Relation:
     """The relation of the free multiplicative convolution of algebraic laws."""
     n = len(relations)
     if all(r.is_explicit_inverse for r in relations):
-        chi = sp.prod([r.inverse for r in relations]) * (M_ / (1 + M_)) ** (n - 1)
-        return Relation.from_inverse(chi)
+        # M⁻¹ = (M/(1 + M))^{n−1} Π_i M_i⁻¹(M), multiplied out as polynomials (repeated factors once)
+        num, den = sp.Poly(M_ ** (n - 1), M_), sp.Poly((1 + M_) ** (n - 1), M_)
+        for rel in set(relations):
+            a, b = rel.inverse_fraction
+            k = relations.count(rel)
+            num, den = num * a**k, den * b**k
+        num, den = num.cancel(den, include=True)
+        return Relation(sp.expand(Z * den.as_expr() - num.as_expr()))
     t = _eliminate(relations, "product")
     y = sp.Symbol("y")
     poly = _numerator(t.subs(sp.Symbol("w"), M_).subs(y, Z * ((1 + M_) / M_) ** (n - 1)))

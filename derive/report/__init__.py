@@ -66,7 +66,7 @@ __all__ = ["Check", "Checks", "Code", "Document", "Equation", "Figure", "Heading
            "Report", "available_sections", "build_section", "write_report"]
 
 #: section modules ``derive.report.NAME``, in report order
-SECTIONS = ("gaussian", "meanfield", "kernels", "fisher", "ngd")
+SECTIONS = ("gaussian", "meanfield", "kernels", "freeprob", "fisher", "ngd")
 #: what ``derive report`` writes unless told otherwise
 DEFAULT_FORMATS = ("html", "md")
 

@@ -41,7 +41,8 @@ _SYMBOLS = {"′": "'", "″": "''", "↦": r"\mapsto", "→": r"\to", "←": r"
             "−": "-", "×": r"\times", "·": r"\cdot", "∞": r"\infty", "∫": r"\int", "∂": r"\partial",
             "∇": r"\nabla", "√": r"\surd", "∈": r"\in", "∑": r"\sum", "∏": r"\prod", "‖": r"\|",
             "⟨": r"\langle", "⟩": r"\rangle", "𝔼": r"\mathbb{E}", "ℓ": r"\ell", "ϕ": r"\phi",
-            "⁺": "^{+}", "⁻": "^{-}", "₊": "_{+}", "₋": "_{-}", "ˆ": r"\hat{}", "∘": r"\circ"}
+            "⁺": "^{+}", "⁻": "^{-}", "₊": "_{+}", "₋": "_{-}", "ˆ": r"\hat{}", "∘": r"\circ",
+            "ᵀ": r"^{\top}", "⋯": r"\cdots"}
 _TEXT = {"—": "---", "–": "--", "…": r"\ldots{}", "“": "``", "”": "''", "‘": "`", "’": "'", "\u00a0": "~"}
 _GREEK_CAPITALS = {"GAMMA", "DELTA", "THETA", "LAMDA", "XI", "PI", "SIGMA", "UPSILON", "PHI", "PSI", "OMEGA"}
 _DIGITS = "ZERO ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE".split()
