@@ -50,7 +50,7 @@ def test_report_exit_code_is_nonzero_when_a_check_fails(tmp_path, monkeypatch, c
 
 @pytest.mark.parametrize("arguments, message", [
     (["--section", "nope"],
-     "unknown section 'nope': the sections are gaussian, meanfield, kernels, fisher"),
+     "unknown section 'nope': the sections are gaussian, meanfield, kernels, freeprob, fisher, ngd"),
     (["--format", "html,docx"], "unknown format 'docx': --format takes a comma-separated list of"),
     (["--format", ","], "unknown format (none given)"),
 ])
