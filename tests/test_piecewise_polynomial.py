@@ -148,3 +148,28 @@ def test_correlation_one_is_the_one_dimensional_moment():
     q = np.array([0.3, 1.0, 4.0])
     e = moments.C.evaluate(q, q, np.ones(3))
     np.testing.assert_allclose(e.value, moments.V(q), rtol=1e-14)
+
+
+@pytest.mark.parametrize("expr, g, kinks", [(HARD_TANH, hard_tanh_mp, (-1, 1)),
+                                            (BUMP, bump_mp, (mp.mpf(1) / 2, 3))])
+def test_smoothing_at_any_precision_against_mpmath(expr, g, kinks):
+    p = PiecewisePolynomial.of(expr, x)
+    with mp.workdps(DPS):
+        for m, s in [("0.3", "1"), ("2.9", "0.05"), ("-7", "2"), ("40", "3")]:
+            m, s = mp.mpf(m), mp.mpf(s)
+            value, _ = p.mp_smoothed(m, s)
+            assert abs(value - smoothed_mp(g, [mp.mpf(k) for k in kinks], m, s)) < mp.mpf(10) ** -28
+
+
+@pytest.mark.parametrize("c", [sp.Rational(999, 1000), sp.Rational(-999, 1000), sp.Rational(1, 3)])
+def test_reference_next_to_c_equal_one_is_the_arc_cosine_kernel(c):
+    """The mpmath reference of E relu(u) relu(v) (inner expectation exact, outer panels) against
+    Cho & Saul's closed form, written here, at 30 digits — at |c| = 0.999 as fast as elsewhere."""
+    from derive.gaussian.reference import mp_expectation
+
+    relu = sp.Max(x, 0)
+    value = mp_expectation(relu * relu.subs(x, y), (x, y), (sp.S(2), sp.S(3), c), dps=DPS)
+    with mp.workdps(DPS + 10):
+        cv = mp.mpf(c.p) / c.q
+        exact = mp.sqrt(6) * (mp.sqrt(1 - cv * cv) + (mp.pi - mp.acos(cv)) * cv) / (2 * mp.pi)
+        assert abs(value - exact) <= mp.mpf(10) ** -(DPS - 2) * exact

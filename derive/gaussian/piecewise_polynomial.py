@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import mpmath as mp
 import numpy as np
 import sympy as sp
 
@@ -45,6 +46,7 @@ class PiecewisePolynomial:
 
     ends: tuple
     coefficients: tuple
+    exact: tuple = ()  # the pieces as SymPy (left, right, (a_0, a_1, …)), for any precision
 
     @classmethod
     def of(cls, expr: sp.Expr, var: sp.Symbol) -> PiecewisePolynomial | None:
@@ -56,16 +58,16 @@ class PiecewisePolynomial:
             return None
         if len(found) < 2:
             return None
-        coefficients = []
-        for _, _, piece in found:
+        exact = []
+        for left, right, piece in found:
             if not piece.is_polynomial(var):
                 return None
             poly = sp.Poly(piece, var)
             if poly.free_symbols - {var}:
                 return None
-            coefficients.append(tuple(float(a) for a in reversed(poly.all_coeffs())))
+            exact.append((left, right, tuple(reversed(poly.all_coeffs()))))
         ends = (-math.inf, *(float(left) for left, _, _ in found[1:]), math.inf)
-        return cls(ends, tuple(coefficients))
+        return cls(ends, tuple(tuple(float(a) for a in piece[2]) for piece in exact), tuple(exact))
 
     def __call__(self, t) -> np.ndarray:
         """p(t) (the right piece at a kink)."""
@@ -93,6 +95,37 @@ class PiecewisePolynomial:
                     derivative = np.polynomial.polynomial.polyder(derivative)
                     factorial *= k + 1
         return value, scale
+
+
+    def mp_smoothed(self, m, s) -> tuple:
+        """(E p(m + sZ), the sum of its terms' magnitudes) at the current mpmath precision, s > 0."""
+        value = scale = mp.mpf(0)
+        for left, right, coefficients in self.exact:
+            a = [_mp(k) for k in coefficients]
+            moments = _mp_truncated_moments((_mp(left) - m) / s, (_mp(right) - m) / s, len(a) - 1)
+            for k, moment in enumerate(moments):  # P^(k)(m)/k! = Σ_j C(j, k) a_j m^(j−k)
+                derivative = mp.fsum(mp.binomial(j, k) * a[j] * m ** (j - k) for j in range(k, len(a)))
+                term = derivative * s**k * moment
+                value += term
+                scale += abs(term)
+        return value, scale
+
+
+def _mp(number):
+    return mp.mpf(sp.Float(number, mp.mp.dps)) if sp.S(number).is_finite else (
+        mp.inf if number > 0 else -mp.inf)
+
+
+def _mp_truncated_moments(alpha, beta, degree: int) -> list:
+    """T_k(α, β) at the current precision (the tail form on the side of both ends, as in float)."""
+    far, near = (alpha, beta) if alpha >= 0 else (-beta, -alpha)
+    out = [mp.ncdf(-far) - mp.ncdf(-near)]
+    edge = lambda t, k: t**k * mp.npdf(t) if mp.isfinite(t) else mp.mpf(0)  # noqa: E731
+    if degree >= 1:
+        out.append(edge(alpha, 0) - edge(beta, 0))
+    for k in range(2, degree + 1):
+        out.append((k - 1) * out[k - 2] + edge(alpha, k - 1) - edge(beta, k - 1))
+    return out
 
 
 def _truncated_moments(alpha, beta, degree: int) -> list:

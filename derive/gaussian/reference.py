@@ -25,6 +25,7 @@ import sympy as sp
 
 from derive.errors import DivergenceError, DomainError, NumericError
 from derive.gaussian.mehler import MpCoefficients, mp_projections, mp_series, mp_terms_cap, mp_terms_needed
+from derive.gaussian.piecewise_polynomial import PiecewisePolynomial
 from derive.piecewise import kinks
 
 _MP_MODULES = [{"Heaviside": lambda t, h0=0.5: mp.mpf(0) if t < 0 else (mp.mpf(1) if t > 0 else h0),
@@ -266,6 +267,11 @@ def mp_expectation_2d(body: sp.Expr, x: sp.Symbol, y: sp.Symbol, q1, q2, c) -> m
     outer_part, inner_part = _separate(body, x, y)
     where = ", ".join(mp.nstr(v, 8) for v in (q1, q2, c))
     if x not in inner_part.free_symbols:
+        inner = PiecewisePolynomial.of(inner_part, y)
+        if inner is None and PiecewisePolynomial.of(outer_part, x) is not None:
+            return mp_expectation_2d(body, y, x, q2, q1, c)  # the polynomial factor inside
+        if inner is not None:
+            return _conditional(outer_part, inner, x, r1, r2, c, f"E[{body}] at (q1, q2, c) = ({where})")
         value = _mehler(outer_part, inner_part, x, y, r1, r2, c)
         if value is not None:
             return value
@@ -301,6 +307,36 @@ def mp_expectation_2d(body: sp.Expr, x: sp.Symbol, y: sp.Symbol, q1, q2, c) -> m
         return sums[0][0], abs(sums[0][0] - sums[1][0]), sums[0][1]
 
     return _integrate(rule_of, f"E[{body}] at (q1, q2, c) = ({where})")
+
+
+def _conditional(outer_part, inner: PiecewisePolynomial, x, r1, r2, c, check: str):
+    """E[a(u) p(v)] for a piecewise polynomial p: the inner expectation (v given z1 is Gaussian,
+    mean c√q2 z1, spread √(q2 (1 − c²))) exactly, the outer one by panels split at a's kinks and
+    where the inner mean crosses p's kinks."""
+    a = _mp_function(outer_part, (x,))
+    sigma = r2 * mp.sqrt((1 - c) * (1 + c))
+    x_centres = [mp.mpf(0), *(k / r1 for k in _numeric_kinks(outer_part, x))]
+    kinks_p = [mp.mpf(sp.Float(left, mp.mp.dps)) for left, _, _ in inner.exact[1:]]
+    projected = [k / (r2 * c) for k in kinks_p] if c else []
+    centres = x_centres + projected
+    scales = [1 / r1] * len(x_centres) + [min(1 / r2, sigma / r2) / abs(c) for _ in projected]
+    _check_tails(lambda z: a(r1 * z) * inner.mp_smoothed(r2 * c * z, sigma)[0] * mp.npdf(z))
+
+    def rule_of(digits):
+        ends = mp_panel_ends(centres, scales, mp.sqrt(2 * math.log(10) * digits) + 1)
+        sums = []
+        for which in (0, 1):
+            zs, ws = _nodes(ends, digits, which)
+            values, absolute = [], []
+            for z1 in zs:
+                outer = a(r1 * z1)
+                value, scale = inner.mp_smoothed(r2 * c * z1, sigma)
+                values.append(outer * value)
+                absolute.append(abs(outer) * scale)
+            sums.append((mp.fdot(ws, values), mp.fdot(ws, absolute)))
+        return sums[0][0], abs(sums[0][0] - sums[1][0]), sums[0][1]
+
+    return _integrate(rule_of, check)
 
 
 def mp_expectation(body: sp.Expr, variables: tuple, parameters: tuple, dps: int = 30) -> mp.mpf:
