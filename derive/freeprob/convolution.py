@@ -35,7 +35,7 @@ import numpy as np
 import sympy as sp
 
 from derive.errors import DomainError, NumericError
-from derive.freeprob.laws import AlgebraicLaw, SpectralLaw, exact
+from derive.freeprob.laws import AlgebraicLaw, Labelled, SpectralLaw, exact
 from derive.freeprob.relation import M_, affine_relation, product_relation, sum_relation
 from derive.freeprob.series import (
     affine_moments,
@@ -150,7 +150,7 @@ def affine(law: SpectralLaw, shift=0, scale=1) -> SpectralLaw:
 
 
 @dataclass(frozen=True, repr=False)
-class SubordinateProduct(SubordinateLaw):
+class SubordinateProduct(Labelled, SubordinateLaw):
     """A free product with one non-algebraic factor N (multiplicity k), by subordination: the
     unknowns u = (χ/z, w) solve z = A(w) χ^k, w = M_N(χ) (module docstring), G = (1 + w)/z;
     continued from large |z| and its support found by :class:`SubordinateLaw` (χ/z, not χ: both
@@ -162,16 +162,6 @@ class SubordinateProduct(SubordinateLaw):
     moment_list: object
     label: str
     tex: str
-
-    @property
-    def name(self) -> str:
-        return self.label
-
-    def _moment_list(self, k: int) -> list:
-        return self.moment_list(k)
-
-    def _tex(self, printer) -> str:
-        return self.tex
 
     def _numeric_transform(self, name: str):
         if name == "S":

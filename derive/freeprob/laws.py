@@ -318,14 +318,9 @@ def weight_law(weights: str = "gaussian", sigma_w2=1) -> SpectralLaw:
     raise DomainError(f"weights={weights!r}: choose 'gaussian' or 'orthogonal'")
 
 
-@dataclass(frozen=True, repr=False)
-class AlgebraicLaw(SpectralLaw):
-    """A law known through its relation P(z, M) = 0 and a moment generator (convolutions, maps)."""
-
-    relation: Relation = None
-    moment_list: object = None
-    label: str = ""
-    tex: str = ""
+class Labelled:
+    """A law whose name, TeX and moment generator are fields (``label``, ``tex``, ``moment_list``):
+    the results of convolutions and maps."""
 
     @property
     def name(self) -> str:
@@ -336,3 +331,13 @@ class AlgebraicLaw(SpectralLaw):
 
     def _tex(self, printer) -> str:
         return self.tex
+
+
+@dataclass(frozen=True, repr=False)
+class AlgebraicLaw(Labelled, SpectralLaw):
+    """A law known through its relation P(z, M) = 0 and a moment generator (convolutions, maps)."""
+
+    relation: Relation = None
+    moment_list: object = None
+    label: str = ""
+    tex: str = ""
