@@ -132,6 +132,59 @@ def _power_law(gap: np.ndarray, fx: np.ndarray, at: np.ndarray) -> np.ndarray:
     return fx[-1] * (at / gap[-1]) ** alpha
 
 
+class HeightSchedule:
+    """The heights of a vertical continuation z = x + iy, from y = `top` down to the targets Im z,
+    one per point (the state of the loop, hence mutable).  A step to y·ratio is proposed; an
+    accepted step makes the next one bolder (ratio², down to 1e-3), a refused one timid (√ratio).
+    Below a floor (1e-13·top) the step goes to the target at once; a refused jump lowers that
+    point's floor by 1e-4.  A point is given up when a refusal leaves its ratio above `stall` or
+    its floor below 1e-60·top, or after `max_steps` proposals."""
+
+    def __init__(self, z: np.ndarray, top: float, ratio: float, stall: float, max_steps: int | None = None):
+        self.x, self.target, self.top = z.real, z.imag.copy(), top
+        self.stall, self.max_steps = stall, max_steps
+        self.height = np.full(z.size, top)
+        self.ratio = np.full(z.size, ratio)
+        self.floor = np.full(z.size, 1e-13 * top)
+        self.steps = np.zeros(z.size, dtype=int)
+        self.lost = np.zeros(z.size, dtype=bool)
+        self._proposal = self._jump = None
+
+    def start(self) -> np.ndarray:
+        """The starting points x + i·top."""
+        return self.x + 1j * self.height
+
+    def pending(self) -> np.ndarray:
+        """Indices of the points still above their targets and not given up."""
+        return np.flatnonzero((self.height > self.target) & ~self.lost)
+
+    def propose(self, idx: np.ndarray) -> np.ndarray:
+        """The next points to try at `idx`."""
+        proposal = np.maximum(self.height[idx] * self.ratio[idx], self.target[idx])
+        self._jump = proposal < self.floor[idx]
+        self._proposal = np.where(self._jump, self.target[idx], proposal)
+        return self.x[idx] + 1j * self._proposal
+
+    def settle(self, idx: np.ndarray, ok: np.ndarray) -> None:
+        """Record which of the proposed points were accepted."""
+        take, jump = idx[ok], self._jump
+        self.height[take] = self._proposal[ok]
+        self.ratio[take] = np.maximum(self.ratio[take] ** 2, 1e-3)
+        self.floor[idx[~ok & jump]] *= 1e-4
+        shorten = idx[~ok & ~jump]
+        self.ratio[shorten] = np.sqrt(self.ratio[shorten])
+        refused = idx[~ok]
+        stalled = (self.ratio[refused] > self.stall) | (self.floor[refused] < 1e-60 * self.top)
+        self.lost[refused[stalled]] = True
+        self.steps[idx] += 1
+        if self.max_steps is not None:
+            self.lost[idx[self.steps[idx] > self.max_steps]] = True
+
+    def reached(self) -> np.ndarray:
+        """Whether each point was followed down to its target."""
+        return ~self.lost & (self.height <= self.target)
+
+
 @dataclass(frozen=True)
 class RootTracker:
     """Numeric form of a relation with numeric coefficients: all roots and the physical one."""
@@ -292,36 +345,19 @@ class RootTracker:
     def continue_roots(self, z: np.ndarray, roots_of) -> tuple:
         """Vertical continuation (see the module docstring) with the root finder ``roots_of``;
         returns (G, whether each point was followed to its end)."""
-        target = z.imag.copy()
-        x = z.real
-        top = 8 * max(self.radius, 1e-300) + 4 * np.abs(x).max(initial=0.0)
-        height = np.full(z.size, top)
-        zg = x + 1j * height
+        top = 8 * max(self.radius, 1e-300) + 4 * np.abs(z.real).max(initial=0.0)
+        heights = HeightSchedule(z, top, ratio=0.05, stall=0.999)
+        zg = heights.start()
         g = self._start(zg, roots_of)
-        ratio = np.full(z.size, 0.05)
-        floor = np.full(z.size, 1e-13 * top)
-        followed = np.ones(z.size, dtype=bool)
-        active = height > target
         for _ in range(400):
-            if not active.any():
+            idx = heights.pending()
+            if not idx.size:
                 break
-            idx = np.flatnonzero(active)
-            proposal = np.maximum(height[idx] * ratio[idx], target[idx])
-            jump = proposal < floor[idx]
-            proposal = np.where(jump, target[idx], proposal)
-            zi = x[idx] + 1j * proposal
+            zi = heights.propose(idx)
             choice, ok = _match(roots_of(zi), self._scaled(zg[idx]) * g[idx], zi, self._scaled(zi))
-            accept = idx[ok]
-            g[accept], zg[accept] = choice[ok], zi[ok]
-            height[accept] = proposal[ok]
-            ratio[accept] = np.maximum(ratio[accept] ** 2, 1e-3)
-            # a refused jump to the target lowers that point's floor; a refused step is shortened
-            floor[idx[~ok & jump]] *= 1e-4
-            shorten = idx[~ok & ~jump]
-            ratio[shorten] = np.sqrt(ratio[shorten])
-            followed[idx[~ok & ((ratio[idx] > 0.999) | (floor[idx] < 1e-60 * top))]] = False
-            active = (height > target) & followed
-        return g, followed & (height <= target)
+            g[idx[ok]], zg[idx[ok]] = choice[ok], zi[ok]
+            heights.settle(idx, ok)
+        return g, heights.reached()
 
     def _start(self, z: np.ndarray, roots_of) -> np.ndarray:
         roots = roots_of(z)

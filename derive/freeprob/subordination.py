@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from derive.errors import NumericError
-from derive.freeprob.inversion import Support, tanh_sinh
+from derive.freeprob.inversion import HeightSchedule, Support, tanh_sinh
 from derive.freeprob.laws import SpectralLaw
 
 RESIDUAL = 1e-12
@@ -63,46 +63,33 @@ class SubordinateLaw(SpectralLaw):
 
     def _continue(self, z: np.ndarray) -> tuple:
         """(G, u) at the points z (Im z >= 0) by vertical continuation; nan where undecided."""
-        x, target = z.real, z.imag
         lo, hi = self._bracket()
-        top = 8 * max(abs(lo), abs(hi), 1e-300) + 4 * np.abs(x).max(initial=0.0)
-        height = np.full(z.size, top)
-        zt = x + 1j * height
+        top = 8 * max(abs(lo), abs(hi), 1e-300) + 4 * np.abs(z.real).max(initial=0.0)
+        heights = HeightSchedule(z, top, ratio=0.1, stall=0.9999, max_steps=MAX_STEPS)
+        zt = heights.start()
         u, ok = self._solve(zt, self._initial(zt))
         if not ok.all():
             raise NumericError(f"{self.name}: Newton's method does not converge at large |z| (height "
                                f"{top:.3g}): the equations are not those of a probability law's transform")
         g = self._g(zt, u)
-        ratio, floor = np.full(z.size, 0.1), np.full(z.size, 1e-13 * top)
-        lost = np.zeros(z.size, dtype=bool)
-        steps = np.zeros(z.size, dtype=int)
-        active = height > target
         for _ in range(4000):
-            if not active.any():
+            idx = heights.pending()
+            if not idx.size:
                 break
-            idx = np.flatnonzero(active)
-            proposal = np.maximum(height[idx] * ratio[idx], target[idx])
-            jump = proposal < floor[idx]
-            proposal = np.where(jump, target[idx], proposal)
-            zi = x[idx] + 1j * proposal
+            zi = heights.propose(idx)
             ui, good = self._solve(zi, u[idx])
             gi = self._g(zi, ui)
             with np.errstate(invalid="ignore"):
                 good &= np.isfinite(gi) & (gi.imag <= 1e-12 * np.abs(gi))
                 # a continuation step, not a jump to another solution: M = zG − 1 and u move by
                 # < STEP (M, not G: G ~ 1/z changes by the ratio itself at large |z|)
-                m_old = (x[idx] + 1j * height[idx]) * g[idx] - 1
+                m_old = (heights.x[idx] + 1j * heights.height[idx]) * g[idx] - 1
                 good &= np.abs(zi * gi - 1 - m_old) <= STEP * (1 + np.abs(m_old))
                 good &= np.max(np.abs(ui - u[idx]), axis=1) <= STEP * (1 + np.max(np.abs(u[idx]), axis=1))
             take = idx[good]
-            u[take], g[take], height[take] = ui[good], gi[good], proposal[good]
-            ratio[take] = np.maximum(ratio[take] ** 2, 1e-3)
-            floor[idx[~good & jump]] *= 1e-4
-            ratio[idx[~good & ~jump]] = np.sqrt(ratio[idx[~good & ~jump]])
-            steps[idx] += 1
-            lost[idx[(ratio[idx] > 0.9999) | (floor[idx] < 1e-60 * top) | (steps[idx] > MAX_STEPS)]] = True
-            active = (height > target) & ~lost
-        g = np.where(lost | (height > target), complex(np.nan, np.nan), g)
+            u[take], g[take] = ui[good], gi[good]
+            heights.settle(idx, good)
+        g = np.where(heights.reached(), g, complex(np.nan, np.nan))
         return g, u
 
     # --- density and support ---------------------------------------------------------------
