@@ -238,6 +238,8 @@ def test_chaotic_fixed_point_of_a_kinked_activation_without_closed_form():
     sw, sb = 1.5, 0.2692307692307692
     fp = mf.fixed_point(sw, sb)
     assert fp.regime == Regime.CHAOTIC and 0.999 < fp.c_star < 1
+    delta = 1e-9  # c′ − c = (χ_c − 1)(c − c*) there is ±1.3e-12, far above the c-map's rounding 1e-16
+    assert abs(fp.chi_c - 1) * delta > 1e3 * np.finfo(float).eps
     below, above = (float(mf.apply_c_map(fp.q_star, c, sw, sb)) - c
-                    for c in (fp.c_star - 1e-9, fp.c_star + 1e-9))
+                    for c in (fp.c_star - delta, fp.c_star + delta))
     assert below > 0 > above  # the c-map crosses the diagonal there, downwards (stable)

@@ -68,7 +68,9 @@ def expectation_mp(f, kf, inner, kg, q1, q2, c):
     with mp.workdps(DPS):
         q1, q2, c = mp.mpf(q1), mp.mpf(q2), mp.mpf(c)
         r1, r2, r = mp.sqrt(q1), mp.sqrt(q2), mp.sqrt(1 - c * c)
-        points = _points({k / r1 for k in kf} | {k / (r2 * c) for k in kg} | {mp.mpf(0)})
+        # where the inner mean crosses g's kinks the outer integrand turns on the scale r/|c|
+        crossings = {k / (r2 * c) + j * r / abs(c) for k in kg for j in (-16, -4, -1, 0, 1, 4, 16)}
+        points = _points({k / r1 for k in kf} | crossings | {mp.mpf(0)})
         return mp.quad(lambda z1: f(r1 * z1) * inner(r2 * c * z1, r2 * r) * mp.npdf(z1), points,
                        method="gauss-legendre")
 
@@ -143,11 +145,31 @@ def test_hard_tanh_derivative_moment_against_mpmath():
 
 
 def test_correlation_one_is_the_one_dimensional_moment():
-    """At c = 1 and equal variances, C is V (the degenerate path), to rounding."""
+    """At c = 1 and equal variances, C is V (the degenerate path): within C's own error bound and
+    the closed form's rounding."""
     moments = moments_of(derive.activation("hard_tanh"))
     q = np.array([0.3, 1.0, 4.0])
-    e = moments.C.evaluate(q, q, np.ones(3))
-    np.testing.assert_allclose(e.value, moments.V(q), rtol=1e-14)
+    e, V = moments.C.evaluate(q, q, np.ones(3)), moments.V.evaluate(q)
+    assert np.all(np.abs(e.value - V.value) <= e.error + V.error)
+
+
+def test_divided_difference_next_to_c_equal_one_against_mpmath():
+    """G = (V − C)/(1 − c) of hard tanh at 1 − c = 1e-3 and 1e-6 (16-point Gauss–Legendre over the
+    mean of C_d, no subtraction in float64) against (V − C)/(1 − c) at 40 digits, where the
+    subtraction is harmless; the error the tables promise (``error``) bounds the difference."""
+    from derive.gaussian.equal_variances import equal_variances
+
+    ev = equal_variances(derive.activation("hard_tanh"))
+    q, ks = 1.3, [mp.mpf(k) for k in HT]
+    for s in ("1e-3", "1e-6"):
+        value = float(ev.g(np.array([q]), np.array([1 - float(s)]))[0])
+        with mp.workdps(40):
+            qm, cm = mp.mpf(str(q)), 1 - mp.mpf(s)
+            V = smoothed_mp(lambda t: hard_tanh_mp(t) ** 2, ks, 0, mp.sqrt(qm))
+            C = expectation_mp(hard_tanh_mp, ks, hard_tanh_smoothed_mp, ks, qm, qm, cm)
+            exact = (V - C) / (1 - cm)
+            # 1 − float(s) is not 1 − s exactly: G moves by G′·δc, |δc| <= 2^-53
+            assert abs(value - exact) <= ev.error * abs(exact) + mp.mpf(2) ** -52, (s, value, exact)
 
 
 @pytest.mark.parametrize("expr, g, kinks", [(HARD_TANH, hard_tanh_mp, (-1, 1)),
