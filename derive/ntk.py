@@ -149,11 +149,7 @@ class Float64Algebra(Algebra):
         return np.sqrt(value)
 
     def activation(self, act, s: KernelState) -> KernelState:
-        inverse = [np.where(k > 0, 1 / np.sqrt(np.where(k > 0, k, 1.0)), 0.0) for k in (s.k11, s.k22)]
-        corr = s.k12 * inverse[0]  # c = 0 where a variance is 0 (that input is 0 a.s.)
-        corr *= inverse[1]
-        np.clip(corr, -1.0, 1.0, out=corr)
-        (k11, k22, k12), derivs, error, used = moments_of(act).gram(s.k11, s.k22, corr, self.tol,
+        (k11, k22, k12), derivs, error, used = moments_of(act).gram(s.k11, s.k22, s.k12, self.tol,
                                                                     self.with_ntk)
         self.used[act.name] = self.used.get(act.name, frozenset()) | used
         self.error = max(self.error, error)
@@ -252,10 +248,10 @@ _REMEMBERED: dict = {}
 
 def _assemble(off: np.ndarray, diag: np.ndarray, n: int) -> np.ndarray:
     """The Gram: off-diagonal entries from the pair map, the diagonal from the single-input map."""
-    out = np.array(np.broadcast_to(off, (n, n)), dtype=float)
-    np.fill_diagonal(out, np.broadcast_to(diag, (n, 1))[:, 0])
-    out += out.T.copy()  # exactly symmetric (quadrature of (a, b) and (b, a) may differ in rounding)
+    off = np.broadcast_to(off, (n, n))
+    out = np.add(off, off.T)  # exactly symmetric (quadrature of (a, b) and (b, a) may differ in rounding)
     out *= 0.5
+    np.fill_diagonal(out, np.broadcast_to(diag, (n, 1))[:, 0])
     return out
 
 

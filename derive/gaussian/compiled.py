@@ -110,18 +110,61 @@ def compile_numpy(args, expr, names: dict | None = None, cse: bool = False):
         raise NumericError(f"cannot translate {expr} to numpy: {exc}") from None
 
 
+BLOCK = 1 << 16
+"""Elements per block of :func:`row_blocks`: the temporaries of a block (512 KiB each) are reused
+from the heap instead of being fresh pages of memory (on a 1000 × 1000 Gram, allocating and
+faulting in each temporary costs about as much as the arithmetic)."""
+
+
+def row_blocks(shape: tuple) -> list:
+    """Slices of the first axis of `shape`, each holding about :data:`BLOCK` elements.
+
+    >>> row_blocks((5, 30000))
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 6, None)]
+    """
+    if not shape:
+        return [Ellipsis]
+    rows = max(1, BLOCK // math.prod(shape[1:]))
+    return [slice(start, start + rows) for start in range(0, shape[0], rows)]
+
+
+def rows_of(array: np.ndarray, rows, ndim: int) -> np.ndarray:
+    """The block `rows` of an array broadcast to `ndim` dimensions (all of it when the array
+    does not extend along the first axis: length 1 there, or fewer dimensions)."""
+    return array[rows] if array.ndim == ndim and array.shape[0] > 1 else array
+
+
 def numpy_function(expr, args: tuple):
     """A float64 evaluator of a closed-form expression (or a list of them, sharing their common
-    sub-expressions) in `args`: results broadcast to the arguments' shape, as read-only views;
-    nan and inf are returned as numpy produces them."""
+    sub-expressions) in `args`: results broadcast to the arguments' shape, evaluated by
+    :func:`row_blocks`; nan and inf are returned as numpy produces them.
+
+    >>> from derive.symbols import q, c
+    >>> f = numpy_function(sp.sqrt(q) * c, (q, c))
+    >>> v = f(np.full((30000, 1), 4.0), np.ones((1, 7)))
+    >>> v.shape, float(v.min()), float(v.max())
+    ((30000, 7), 2.0, 2.0)
+    """
     f = compile_numpy(args, expr, cse=True)
     many = isinstance(expr, list | tuple)
 
-    def evaluate(*values):
-        shape = np.broadcast(*values).shape
+    def block(values, shape):
         with np.errstate(all="ignore"):
             out = f(*values)
-        outs = [np.broadcast_to(np.asarray(o, dtype=float), shape) for o in (out if many else [out])]
+        return [np.broadcast_to(np.asarray(o, dtype=float), shape) for o in (out if many else [out])]
+
+    def evaluate(*values):
+        arrays = [np.asarray(v) for v in values]
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        blocks = row_blocks(shape)
+        if len(blocks) == 1:
+            outs = block(values, shape)
+        else:
+            outs = [np.empty(shape) for _ in (expr if many else [expr])]
+            for rows in blocks:
+                part = [rows_of(a, rows, len(shape)) for a in arrays]
+                for out, value in zip(outs, block(part, outs[0][rows].shape), strict=True):
+                    out[rows] = value
         return outs if many else outs[0]
 
     return evaluate

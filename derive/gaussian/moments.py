@@ -54,7 +54,7 @@ import sympy as sp
 
 from derive.activations import Activation
 from derive.errors import DivergenceError, DomainError, NumericError
-from derive.gaussian.compiled import compile_numpy, numpy_function
+from derive.gaussian.compiled import compile_numpy, numpy_function, row_blocks, rows_of
 from derive.gaussian.expectation import GaussianExpectation, expect, expect2
 from derive.gaussian.mehler import K_FIRST, K_MAX, coefficients
 from derive.gaussian.piecewise_polynomial import PiecewisePolynomial
@@ -481,31 +481,38 @@ class ActivationMoments:
                               "substitute numbers before evaluating numerically")
 
     @cached_property
-    def _closed_pair(self):
-        """One evaluator of [C, C_d] sharing their sub-expressions, when both are closed."""
-        if self.has_jump or not (self.C.closed and self.Cd.closed):
-            return None
-        return numpy_function([self.C.expr, self.Cd.expr], (q1, q2, c))
+    def _closed_grams(self) -> tuple:
+        """Evaluators of [C] and of [C, C_d] (sharing their sub-expressions), None where not closed."""
+        alone = numpy_function([self.C.expr], (q1, q2, c)) if self.C.closed else None
+        both = None if alone is None or self.has_jump or not self.Cd.closed else numpy_function(
+            [self.C.expr, self.Cd.expr], (q1, q2, c))
+        return alone, both
 
-    def gram(self, qa: np.ndarray, qb: np.ndarray, cv: np.ndarray, tol: float = 1e-12,
+    def gram(self, qa: np.ndarray, qb: np.ndarray, kab: np.ndarray, tol: float = 1e-12,
              derivative: bool = True) -> tuple:
-        """Everything an activation layer needs on a Gram, each 1-D moment once per distinct
-        variance: ((V(qa), V(qb), C), (D(qa), D(qb), C_d) or None, error bound relative to
-        √(V V) (resp. √(D D)), the methods used)."""
+        """Everything an activation layer needs on a Gram of covariances `kab` with variances
+        `qa` (n, 1) and `qb` (1, n), each 1-D moment once per distinct variance: ((V(qa), V(qb),
+        C), (D(qa), D(qb), C_d) or None, error bound relative to √(V V) (resp. √(D D)), the
+        methods used).  C and C_d are taken at c = kab/√(qa qb) (c = 0 where a variance is 0:
+        that input is 0 almost surely); closed forms are evaluated by row blocks, each block's
+        correlation computed where it is used.
+
+        >>> import derive
+        >>> ones, derivs, error, used = moments_of(derive.activation("relu")).gram(
+        ...     np.array([[1.0], [4.0]]), np.array([[1.0, 4.0]]), np.array([[1.0, -2.0], [-2.0, 0.0]]))
+        >>> ones[2].tolist(), derivs[2].tolist(), error <= 16 * CLOSED_FORM_ROUNDING
+        ([[0.5, 0.0], [0.0, 0.6366197723675814]], [[0.5, 0.0], [0.0, 0.25]], True)
+        """
         self.check_numeric()
         qs, inverse = np.unique(np.concatenate([qa.ravel(), qb.ravel()]), return_inverse=True)
         ia, ib = inverse[:qa.size].reshape(qa.shape), inverse[qa.size:].reshape(qb.shape)
         ones = [self.V] + ([self.D] if derivative else [])
         totals = [m.evaluate(qs, tol=tol / 10) for m in ones]
         methods = set().union(*(t.methods for t in totals))
-        joint = self._closed_pair if derivative else None
-        if joint is not None:  # |C| <= √(V V) (Cauchy–Schwarz): the rounding bound is relative
-            rounding = CLOSED_FORM_ROUNDING * 16
-            closed = frozenset({Method.CLOSED_FORM})
-            pairs = [Evaluation(v, None, closed, rounding) for v in joint(qa, qb, cv)]
-            if not all(np.all(np.isfinite(p.value)) for p in pairs):
-                pairs = [m.evaluate(qa, qb, cv, tol=tol) for m in (self.C, self.Cd)]
-        else:
+        correlation = _Correlation(qa, qb, kab)
+        pairs = self._closed_gram(correlation, derivative)
+        if pairs is None:
+            cv = correlation(Ellipsis)
             pairs = [m.evaluate(qa, qb, cv, tol=tol) for m in ([self.C, self.Cd] if derivative else [self.C])]
         out, error = [], 0.0
         for total, pair in zip(totals, pairs, strict=True):
@@ -517,6 +524,47 @@ class ActivationMoments:
             methods |= pair.methods
             out.append((total.value[ia], total.value[ib], pair.value))
         return out[0], (out[1] if derivative else None), error, frozenset(methods)
+
+    def _closed_gram(self, correlation, derivative: bool) -> list | None:
+        """[C] or [C, C_d] in closed form by row blocks; None when a closed form is missing or
+        not finite somewhere (the caller then takes the general route)."""
+        closed = self._closed_grams[1 if derivative else 0]
+        if closed is None:
+            return None
+        shape, ndim = correlation.shape, len(correlation.shape)
+        values = [np.empty(shape) for _ in range(2 if derivative else 1)]
+        for rows in row_blocks(shape):
+            for out, value in zip(values, closed(rows_of(correlation.qa, rows, ndim),
+                                                 rows_of(correlation.qb, rows, ndim), correlation(rows)),
+                                  strict=True):
+                out[rows] = value
+                if not np.isfinite(out[rows]).all():
+                    return None
+        closed = frozenset({Method.CLOSED_FORM})  # |C| <= √(V V) (Cauchy–Schwarz): a relative bound
+        return [Evaluation(v, None, closed, CLOSED_FORM_ROUNDING * 16) for v in values]
+
+
+@dataclass(frozen=True)
+class _Correlation:
+    """c = kab/√(qa qb) clipped to [−1, 1] (0 where a variance is 0), by blocks of rows."""
+
+    qa: np.ndarray
+    qb: np.ndarray
+    kab: np.ndarray
+
+    @cached_property
+    def shape(self) -> tuple:
+        return np.broadcast_shapes(self.qa.shape, self.qb.shape, self.kab.shape)
+
+    @cached_property
+    def _scales(self) -> tuple:
+        return tuple(np.where(k > 0, 1 / np.sqrt(np.where(k > 0, k, 1.0)), 0.0) for k in (self.qa, self.qb))
+
+    def __call__(self, rows) -> np.ndarray:
+        n = len(self.shape)
+        sa, sb = (rows_of(s, rows, n) for s in self._scales)
+        corr = rows_of(self.kab, rows, n) * sa * sb
+        return np.clip(corr, -1.0, 1.0, out=corr)
 
 
 @lru_cache(maxsize=256)
