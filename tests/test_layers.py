@@ -253,3 +253,18 @@ def test_dense_carries_its_ensemble_and_parametrisation():
         Dense(1, 0, ensemble="uniform")
     with pytest.raises(DomainError, match="parametrisation"):
         Dense(1, 0, parametrisation="mup")
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "erf"])
+def test_the_diagonal_of_each_gram_is_the_variance_map_exactly(name):
+    """c = 1 between an input and itself: C is V and C_d is D to the last bit at every layer, so
+    no layer sees c = 1 − ulp there (where the arc-cosine C_d of ReLU loses 1e-8 and the Mehler
+    series of tanh would need its most terms)."""
+    from derive.layers import Nonlinearity
+
+    X = np.random.default_rng(4).standard_normal((40, 9))
+    net = serial(Dense(1.5, 0.05), repeat(serial(name, Dense(1.5, 0.05)), 3))
+    out = net.kernels(X, trace=True)
+    for step in out.trace.of(Nonlinearity):
+        s = step.after
+        assert np.array_equal(np.diag(s.k12), s.k11[:, 0]) and np.array_equal(np.diag(s.t12), s.t11[:, 0])

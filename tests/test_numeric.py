@@ -119,3 +119,23 @@ def test_large_arrays_go_through_a_checked_interpolant():
             reference = mp_expectation(sp.tanh(x) ** 2, (x,), (sp.Float(qq, 30),), dps=25)
             assert abs(value - reference) <= 1e-12 * reference
     assert lambdify(E, [q])(np.zeros(TABULATE_FROM))[0] == 0.0
+
+
+def test_blocked_evaluation_is_the_unblocked_one_to_the_bit(monkeypatch):
+    """Large arrays are evaluated by blocks of rows (derive.gaussian.blocks); the values, including
+    a Piecewise whose branches mix shapes and overflow outside their own domain, are the same
+    numbers as from one call on the whole arrays."""
+    from derive.gaussian import blocks
+    from derive.gaussian.compiled import numpy_function
+
+    f = numpy_function([sp.Piecewise((sp.exp(-q * c) / (1 + sp.exp(-q * c)), q * c > 0),
+                                     (1 / (1 + sp.exp(q * c)), True)), sp.sqrt(q) * c], (q, c))
+    rng = np.random.default_rng(5)
+    qv, cv = rng.uniform(0, 800, (3001, 1)), rng.uniform(-1, 1, (1, 57))
+    blocked = f(qv, cv)
+    assert len(blocks.row_blocks((3001, 57))) == 3
+    monkeypatch.setattr(blocks, "BLOCK", 10**9)
+    whole = f(qv, cv)
+    assert len(blocks.row_blocks((3001, 57))) == 1
+    for a, b in zip(blocked, whole, strict=True):
+        assert a.shape == (3001, 57) and np.array_equal(a, b) and np.all(np.isfinite(a))

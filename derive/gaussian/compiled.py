@@ -26,30 +26,45 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from derive.errors import NumericError
+from derive.gaussian.blocks import row_blocks, rows_of
 from derive.gaussian.special import NUMPY_FUNCTIONS, erfc
 from derive.gaussian.stable import stable_form
 
 
-def _select(conditions, choices):
-    """numpy.select of a Piecewise, the choices given as thunks: a branch no element takes is not
-    evaluated (the series near c = −1 of the arc-cosine kernels costs nothing on a Gram without
-    such entries), and conditions and choices are broadcast to one shape first (a Piecewise of
-    functions of different variables, such as φ′(x)φ′(y) in 2-D, mixes shapes)."""
-    conditions = np.broadcast_arrays(*conditions)
-    taken = np.zeros(conditions[0].shape, bool)
-    chosen, values = [], []
-    for condition, choice in zip(conditions, choices, strict=True):
-        mask = condition & ~taken
-        if mask.any():
-            chosen.append(mask)
-            values.append(choice())
-        taken |= mask
-    if not chosen:
-        return np.full(taken.shape, np.nan)
-    if len(chosen) == 1 and taken.all():  # one branch everywhere: its values, uncopied
-        return np.broadcast_arrays(taken, values[0])[1]
-    arrays = np.broadcast_arrays(*chosen, *values)
-    return np.select(arrays[:len(chosen)], arrays[len(chosen):], default=np.nan)
+def _select(conditions, branches):
+    """A Piecewise on arrays, each element computed by one branch: the branches are (function,
+    operands) pairs, and every branch but the one taken by at least 3/4 of the elements (that one
+    runs on the whole arrays, without gathering) runs only on the elements it takes — both forms
+    of an overflow-safe e^{±x} pair cost one exponential per element, a branch no element takes
+    costs nothing.  Conditions and operands are broadcast to one shape first (a Piecewise of
+    functions of different variables, such as φ′(x)φ′(y) in 2-D, mixes shapes); elements no
+    branch takes are nan.
+
+    >>> v = np.array([-2.0, 1.0, 3.0])
+    >>> _select([v < 0, v < 2], [(lambda u: -u, (v,)), (lambda: 7.0, ())]).tolist()
+    [2.0, 7.0, nan]
+    """
+    shape = np.broadcast_shapes(*(np.shape(k) for k in conditions),
+                                *(np.shape(o) for _, operands in branches for o in operands))
+    taken, masks = np.zeros(shape, bool), []
+    for condition in conditions:
+        masks.append(np.broadcast_to(condition, shape) & ~taken)
+        taken |= masks[-1]
+    counts = [int(np.count_nonzero(m)) for m in masks]
+    whole = int(np.argmax(counts)) if counts and 4 * max(counts) >= 3 * taken.size else None
+    if whole is not None and counts[whole] == taken.size:  # one branch everywhere: its values, uncopied
+        function, operands = branches[whole]
+        return np.broadcast_to(function(*operands), shape)
+    if whole is None:
+        out = np.full(shape, np.nan)
+    else:
+        function, operands = branches[whole]
+        out = np.array(np.broadcast_to(function(*operands), shape), dtype=float)
+        out[~taken] = np.nan
+    for i, ((function, operands), mask, count) in enumerate(zip(branches, masks, counts, strict=True)):
+        if count and i != whole:
+            out[mask] = function(*(np.broadcast_to(o, shape)[mask] for o in operands))
+    return out
 
 
 _SPECIAL = {
@@ -88,9 +103,22 @@ class NumpyCodePrinter(NumPyPrinter):
         return f"functools.reduce(numpy.logical_or, [{', '.join(map(self._print, expr.args))}])"
 
     def _print_Piecewise(self, expr):
-        choices = ", ".join(f"lambda: {self._print(arg.expr)}" for arg in expr.args)
         conditions = ", ".join(self._print(arg.cond) for arg in expr.args)
-        return f"_select([{conditions}], [{choices}])"
+        return f"_select([{conditions}], [{', '.join(map(self._branch, expr.args))}])"
+
+    def _branch(self, arg) -> str:
+        """(lambda of the branch's free symbols, those symbols): see :func:`_select`."""
+        names = [self._print(s) for s in sorted(arg.expr.free_symbols, key=str)]
+        return f"(lambda {', '.join(names)}: {self._shared(arg.expr)}, ({''.join(n + ', ' for n in names)}))"
+
+    def _shared(self, expr) -> str:
+        """`expr` with its common sub-expressions (e^{−2x} in 4e^{−2x}/(1 + e^{−2x})²) computed
+        once, bound by nested lambdas (a lambda holds no assignments)."""
+        replacements, (text,) = sp.cse(expr, symbols=sp.numbered_symbols("_shared"))
+        text = self._print(text)
+        for symbol, value in reversed(replacements):
+            text = f"(lambda {self._print(symbol)}: {text})({self._print(value)})"
+        return text
 
 
 def namespace() -> dict:
@@ -108,30 +136,6 @@ def compile_numpy(args, expr, names: dict | None = None, cse: bool = False):
                            printer=NumpyCodePrinter({"allow_unknown_functions": True}), cse=cse)
     except Exception as exc:  # the printer raises PrintMethodNotImplementedError and others
         raise NumericError(f"cannot translate {expr} to numpy: {exc}") from None
-
-
-BLOCK = 1 << 16
-"""Elements per block of :func:`row_blocks`: the temporaries of a block (512 KiB each) are reused
-from the heap instead of being fresh pages of memory (on a 1000 × 1000 Gram, allocating and
-faulting in each temporary costs about as much as the arithmetic)."""
-
-
-def row_blocks(shape: tuple) -> list:
-    """Slices of the first axis of `shape`, each holding about :data:`BLOCK` elements.
-
-    >>> row_blocks((5, 30000))
-    [slice(0, 2, None), slice(2, 4, None), slice(4, 6, None)]
-    """
-    if not shape:
-        return [Ellipsis]
-    rows = max(1, BLOCK // math.prod(shape[1:]))
-    return [slice(start, start + rows) for start in range(0, shape[0], rows)]
-
-
-def rows_of(array: np.ndarray, rows, ndim: int) -> np.ndarray:
-    """The block `rows` of an array broadcast to `ndim` dimensions (all of it when the array
-    does not extend along the first axis: length 1 there, or fewer dimensions)."""
-    return array[rows] if array.ndim == ndim and array.shape[0] > 1 else array
 
 
 def numpy_function(expr, args: tuple):

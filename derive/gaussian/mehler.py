@@ -41,6 +41,8 @@ import mpmath as mp
 import numpy as np
 
 from derive.errors import NumericError
+from derive.gaussian.blocks import row_blocks
+from derive.gaussian.tables import single_threaded_blas
 
 #: the terms tried first, and the most terms in float64 (for sharp functions: a(√q z) at large
 #: q); entries whose bound needs more go to 2-D quadrature
@@ -98,14 +100,19 @@ def _finest(q_max: float) -> float:
 
 
 def _project(f, qs: np.ndarray, rule: tuple) -> tuple:
+    """(α_k(q) for every q and k, E f(√q z)²) from one rule, by blocks of variances."""
     z, w_proj, w_total, psi = rule
-    with np.errstate(all="ignore"):
-        values = np.asarray(f(np.sqrt(qs)[:, None] * z[None, :]), dtype=float)
-    values = np.broadcast_to(values, (qs.size, z.size))
-    if not np.all(np.isfinite(values)):
-        raise NumericError("the function is not finite at some quadrature nodes; its Hermite "
-                           "coefficients cannot be computed in float64")
-    return (values * w_proj) @ psi.T, (values * values) @ w_total
+    roots = np.sqrt(qs)
+    alpha, total = np.empty((qs.size, psi.shape[0])), np.empty(qs.size)
+    for rows in row_blocks((qs.size, z.size)):
+        with np.errstate(all="ignore"):
+            values = np.asarray(f(roots[rows, None] * z), dtype=float)
+        values = np.broadcast_to(values, (roots[rows].size, z.size))
+        if not np.all(np.isfinite(values)):
+            raise NumericError("the function is not finite at some quadrature nodes; its Hermite "
+                               "coefficients cannot be computed in float64")
+        alpha[rows], total[rows] = (values * w_proj) @ psi.T, (values * values) @ w_total
+    return alpha, total
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,7 @@ class Coefficients:
         return _series(self, other, ia, ib, c, tol)
 
 
+@single_threaded_blas  # products of a few hundred rows: threads spin against each other
 def coefficients(f, qs: np.ndarray, k_max: int, tol: float = 1e-14) -> Coefficients:
     """α_k(q) = E[f(√q z) h_k(z)] for k <= k_max (<= K_MAX) at the variances qs > 0.
 

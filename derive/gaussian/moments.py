@@ -44,7 +44,7 @@ reference :func:`derive.gaussian.reference.mp_expectation`.  No other module int
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from functools import cached_property, lru_cache
 
@@ -54,7 +54,8 @@ import sympy as sp
 
 from derive.activations import Activation
 from derive.errors import DivergenceError, DomainError, NumericError
-from derive.gaussian.compiled import compile_numpy, numpy_function, row_blocks, rows_of
+from derive.gaussian.blocks import row_blocks, rows_of
+from derive.gaussian.compiled import compile_numpy, numpy_function
 from derive.gaussian.expectation import GaussianExpectation, expect, expect2
 from derive.gaussian.mehler import K_FIRST, K_MAX, coefficients
 from derive.gaussian.piecewise_polynomial import PiecewisePolynomial
@@ -366,6 +367,11 @@ class Moment2D(_Moment):
         qs, inverse = np.unique(np.concatenate([qa.ravel(), qb.ravel()]), return_inverse=True)
         ia, ib = inverse[:qa.size].reshape(qa.shape), inverse[qa.size:].reshape(qb.shape)
         sample = qs[np.unique(np.linspace(0, qs.size - 1, min(qs.size, 9)).round().astype(int))]
+        full = lambda a: np.broadcast_to(a, shape)  # noqa: E731
+        # at c = 1 and equal variances E a(u)a(v) = E a(u)² is the projections' total: such
+        # entries (the diagonal of a Gram) enter the series at c = 0, so they ask for no terms
+        exact = (full(cv) == 1.0) & (full(ia) == full(ib)) if same else np.zeros(shape, bool)
+        cv = np.where(exact, 0.0, cv) if exact.any() else cv
         c_max = float(np.abs(cv).max(initial=0.0))
         for k_probe in (K_FIRST, K_MAX):  # more terms only where the first ones do not suffice
             probe_a = coefficients(fa, sample, k_probe)
@@ -376,13 +382,9 @@ class Moment2D(_Moment):
         a = coefficients(fa, qs, needed)
         b = a if same else coefficients(fb, qs, needed)
         value, error, failed, relative = a.series(b, ia, ib, cv, tol / 2)
-        if same:  # E a(u)² at c = 1 and equal variances is the total itself
-            full = lambda a: np.broadcast_to(a, shape)  # noqa: E731
-            exact = (full(cv) == 1.0) & (full(ia) == full(ib))
-            value[exact] = full(a.total[ia])[exact]
-            if relative is None:
-                error[exact] = 4e-16 * value[exact]  # the rounding of the quadrature sum E a²
-            failed &= ~exact
+        value[exact] = full(a.total[ia])[exact]
+        if relative is None:
+            error[exact] = 4e-16 * value[exact]  # the rounding of the quadrature sum E a²
         return value, error, failed, relative
 
 
@@ -514,8 +516,14 @@ class ActivationMoments:
         if pairs is None:
             cv = correlation(Ellipsis)
             pairs = [m.evaluate(qa, qb, cv, tol=tol) for m in ([self.C, self.Cd] if derivative else [self.C])]
+        # c = 1 between equal variances (the diagonal of a Gram): C is V and C_d is D, the same
+        # numbers as the variance maps, so the next layer sees c = 1 there again
+        where, sign = correlation.coincident
+        equal = tuple(w[sign > 0] for w in where)
         out, error = [], 0.0
         for total, pair in zip(totals, pairs, strict=True):
+            if equal[0].size:
+                pair = _overwritten(pair, equal, total, np.broadcast_to(ia, correlation.shape)[equal])
             if pair.relative is not None:
                 error = max(error, pair.relative)
             else:
@@ -544,9 +552,21 @@ class ActivationMoments:
         return [Evaluation(v, None, closed, CLOSED_FORM_ROUNDING * 16) for v in values]
 
 
+def _overwritten(pair: Evaluation, where: tuple, total: Evaluation, index: np.ndarray) -> Evaluation:
+    """`pair` with the 1-D values total[index] (and their bounds) at the elements `where`."""
+    pair.value[where] = total.value[index]
+    if pair.relative is None:
+        pair.error[where] = total.error[index]
+        return pair
+    return replace(pair, relative=max(pair.relative, total.relative_to(np.abs(total.value))))
+
+
 @dataclass(frozen=True)
 class _Correlation:
-    """c = kab/√(qa qb) clipped to [−1, 1] (0 where a variance is 0), by blocks of rows."""
+    """c = kab/√(qa qb) clipped to [−1, 1] (0 where a variance is 0), by blocks of rows.
+
+    Computed as kab·(1/√qa)·(1/√qb), whose rounding would put the diagonal of a Gram at 1 − ulp:
+    where the variances are equal and kab = ±qa (:attr:`coincident`), c is ±1 exactly."""
 
     qa: np.ndarray
     qb: np.ndarray
@@ -560,11 +580,25 @@ class _Correlation:
     def _scales(self) -> tuple:
         return tuple(np.where(k > 0, 1 / np.sqrt(np.where(k > 0, k, 1.0)), 0.0) for k in (self.qa, self.qb))
 
+    @cached_property
+    def coincident(self) -> tuple:
+        """(indices of the elements with qa = qb > 0 and kab = ±qa, in row order; their c = ±1)."""
+        where = np.nonzero(np.broadcast_to((self.qa == self.qb) & (self.qa > 0), self.shape))
+        k, q = (np.broadcast_to(v, self.shape)[where] for v in (self.kab, self.qa))
+        keep = np.abs(k) == q
+        return tuple(w[keep] for w in where), np.sign(k[keep])
+
     def __call__(self, rows) -> np.ndarray:
         n = len(self.shape)
         sa, sb = (rows_of(s, rows, n) for s in self._scales)
         corr = rows_of(self.kab, rows, n) * sa * sb
-        return np.clip(corr, -1.0, 1.0, out=corr)
+        np.clip(corr, -1.0, 1.0, out=corr)
+        where, sign = self.coincident
+        start, stop = rows.indices(self.shape[0])[:2] if isinstance(rows, slice) else (0, self.shape[0])
+        lo, hi = np.searchsorted(where[0], [start, stop])
+        if hi > lo:
+            corr[(where[0][lo:hi] - start, *(w[lo:hi] for w in where[1:]))] = sign[lo:hi]
+        return corr
 
 
 @lru_cache(maxsize=256)

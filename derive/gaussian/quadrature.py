@@ -28,7 +28,7 @@ _W = 1.5
 _ORDERS = (16, 12)
 _SMALLEST = 1e-15
 _REFINEMENTS = 2
-_CHUNK_NODES = 4_000_000
+_CHUNK_NODES = 262_144  # 2 MiB per array: temporaries reused from the heap, not fresh pages
 
 
 @cache
