@@ -233,7 +233,10 @@ def _series(a: Coefficients, b: Coefficients, ia, ib, c, tol: float) -> tuple:
 
 def _horner(alpha: np.ndarray, beta: np.ndarray, ia, ib, c, rows: int = 32) -> np.ndarray:
     """Σ_k c^k α_k[ia] β_k[ib] by Horner's rule.  For a Gram (ia a column, ib a row) in blocks of
-    rows that stay in cache, on two threads (numpy releases the GIL); otherwise elementwise."""
+    rows that stay in cache, on two threads (numpy releases the GIL); otherwise elementwise.  A
+    symmetric Gram (the same coefficients and variances along rows and columns) is summed on and
+    above the diagonal and mirrored: entry (b, a) then uses the c of (a, b), which differs from
+    its own by rounding only."""
     at, bt = np.ascontiguousarray(alpha.T), np.ascontiguousarray(beta.T)  # (K + 1, m)
     ia, ib = np.asarray(ia), np.asarray(ib)
     if not (ia.ndim == 2 and ia.shape[1] == 1 and ib.ndim == 2 and ib.shape[0] == 1 and c.ndim == 2):
@@ -245,18 +248,20 @@ def _horner(alpha: np.ndarray, beta: np.ndarray, ia, ib, c, rows: int = 32) -> n
             acc += at[k, ia] * bt[k, ib]
         return acc.reshape(shape)
     left, right = at[:, ia[:, 0]], bt[:, ib[0]]  # (K + 1, n), (K + 1, m)
+    symmetric = alpha is beta and c.shape[0] == c.shape[1] and np.array_equal(ia[:, 0], ib[0])
     out = np.empty(c.shape)
 
     def block(start):
         part = slice(start, start + rows)
-        cb, lb = c[part], left[:, part, None]
-        acc = lb[-1] * right[-1]
+        columns = slice(start if symmetric else 0, None)
+        cb, lb, rb = c[part, columns], left[:, part, None], right[:, columns]
+        acc = lb[-1] * rb[-1]
         term = np.empty_like(acc)
         for k in range(at.shape[0] - 2, -1, -1):
             acc *= cb
-            np.multiply(lb[k], right[k], out=term)
+            np.multiply(lb[k], rb[k], out=term)
             acc += term
-        out[part] = acc
+        out[part, columns] = acc
 
     starts = range(0, c.shape[0], rows)
     if c.size < 65536:
@@ -264,6 +269,9 @@ def _horner(alpha: np.ndarray, beta: np.ndarray, ia, ib, c, rows: int = 32) -> n
             block(start)
     else:
         list(_pool().map(block, starts))
+    if symmetric:
+        for start in starts:
+            out[start + rows:, start:start + rows] = out[start:start + rows, start + rows:].T
     return out
 
 
