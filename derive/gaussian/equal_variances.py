@@ -158,12 +158,21 @@ class EqualVariances:
         return out
 
     @single_threaded_blas
+    def variance_slope(self, qv) -> np.ndarray:
+        """(V, V′) at q > 0: a (2, N) array (what a search for the variance fixed point reads)."""
+        qv = np.asarray(qv, dtype=float).ravel()
+        if self._one is not None:
+            return np.stack([f(qv) for f in self._one[:2]])
+        value, slope = self._table1(np.log(qv), derivative=True, functions=(0,))
+        return np.concatenate([value, slope / qv])
+
+    @single_threaded_blas
     def variance_map(self, qv) -> np.ndarray:
         """V(q) alone (no slopes)."""
         qv = np.asarray(qv, dtype=float).ravel()
         if self._one is not None:
             return self._one[0](qv)
-        return self._table1(np.log(qv))[0]
+        return self._table1(np.log(qv), functions=(0,))[0]
 
     @single_threaded_blas
     def cd(self, qv, cv) -> np.ndarray:
@@ -202,11 +211,6 @@ class EqualVariances:
         points = 1 - np.outer(s, t * t)
         values = self._cd(np.repeat(qv, t.size), points.ravel()).reshape(points.shape)
         return qv * (values @ (2 * t * w))
-
-    @single_threaded_blas
-    def g_slices(self, qv, cv):
-        """G(q, ·) near c as per-point polynomials (tabulated activations only), or None."""
-        return self._table_g.slices(np.log(qv), cv) if self.tabulated else None
 
     @single_threaded_blas
     def c_numerator(self, qv, cv) -> np.ndarray:
