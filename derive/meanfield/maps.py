@@ -35,7 +35,7 @@ import sympy as sp
 from derive.errors import DomainError
 from derive.gaussian.equal_variances import equal_variances
 from derive.gaussian.moments import moments_of
-from derive.kernel_state import Algebra, KernelState
+from derive.kernel_state import UNTRACKED, Algebra, KernelState
 
 #: variances are clipped to this before an activation reads its tables (q = 0 exactly is the
 #: limit q → 0⁺ of every built-in's moments)
@@ -150,11 +150,17 @@ class JetAlgebra(Algebra):
         q = Jet.of(s.k11)
         qv = np.maximum(q.v, Q_FLOOR)
         if self.direction == "q":
-            V, Vq, D, Dq = ev.one(qv)
+            # along q the maps need k11 (= k22) and chi11 only: the other entries are not kept;
+            # an untracked chi11 (the root searches) spares the moments D, D′
+            if s.chi11 is UNTRACKED:
+                V, Vq = ev.variance_slope(qv)
+                chi11 = UNTRACKED
+            else:
+                V, Vq, D, Dq = ev.one(qv)
+                chi11 = s.chi11 * Jet(D, Dq * q.d)
             k11 = Jet(V, Vq * q.d)
-            # along q the maps need k11 (= k22) and chi11 only: the other entries are not kept
             return KernelState(k11=k11, k22=k11, k12=0.0, gap=0.0, t11=0.0, t22=0.0, t12=0.0,
-                               chi11=s.chi11 * Jet(D, Dq * q.d), chi22=0.0, chi12=0.0)
+                               chi11=chi11, chi22=0.0, chi12=0.0)
         k11 = ev.variance_map(qv)  # V(q): q does not move along s
         ratio = Jet.of(s.gap) / qv  # 1 − c, exact
         c = np.clip(1 - ratio.v, -1.0, 1.0)
@@ -218,16 +224,18 @@ class BlockMaps:
     def _run(self, state: KernelState, parameters: dict, direction: str) -> KernelState:
         return self.block.apply(state, JetAlgebra(parameters, direction))
 
-    def q_map(self, q, parameters: dict) -> tuple:
+    def q_map(self, q, parameters: dict, backward: bool = True) -> tuple:
         """(q′, χ_q = dq′/dq, χ₁ = the backward factor) at the variances q (arrays); the entries a
-        single input does not need (k12, t, chi22, chi12) are carried as the number 0."""
+        single input does not need (k12, t, chi22, chi12) are carried as the number 0.  With
+        ``backward=False`` χ₁ is not computed (None): the root searches need q′ and χ_q only."""
         q = np.asarray(q, dtype=float)
         start = Jet(q, 1.0)
-        out = self._run(KernelState(k11=start, k22=start, k12=0.0, gap=0.0, chi11=Jet(1.0), chi22=0.0,
-                                    chi12=0.0), parameters, "q")
+        out = self._run(KernelState(k11=start, k22=start, k12=0.0, gap=0.0,
+                                    chi11=Jet(1.0) if backward else UNTRACKED, chi22=0.0, chi12=0.0),
+                        parameters, "q")
         shape = q.shape
-        return (np.broadcast_to(Jet.of(out.k11).v, shape), Jet.of(out.k11).derivative(shape),
-                np.broadcast_to(Jet.of(out.chi11).v, shape))
+        chi1 = np.broadcast_to(Jet.of(out.chi11).v, shape) if backward else None
+        return np.broadcast_to(Jet.of(out.k11).v, shape), Jet.of(out.k11).derivative(shape), chi1
 
     def s_map(self, q, s, parameters: dict) -> tuple:
         """(s′ = 1 − c′, χ_c = ds′/ds = ∂c′/∂c, q′) for two inputs of variance q and s = 1 − c

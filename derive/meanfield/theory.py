@@ -338,7 +338,8 @@ class MeanField:
     def _F(self, sw, sb):
         """F(q, index) = (q′ − q, χ_q − 1) for the solvers."""
         def F(qv, index):
-            qn, chi_q, _ = self._maps.q_map(np.maximum(qv, Q_FLOOR), self._parameters(sw, sb, index))
+            qn, chi_q, _ = self._maps.q_map(np.maximum(qv, Q_FLOOR), self._parameters(sw, sb, index),
+                                            backward=False)
             return qn - qv, chi_q - 1
         return F
 
