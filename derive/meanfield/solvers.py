@@ -29,12 +29,17 @@ _STEPS = (1.5,) * 40 + (10.0,) * 20
 
 def bracketed_newton(f, lo, hi, x, log_scale: bool, tol: float, max_iter: int = 200):
     """Newton's method kept inside brackets [lo, hi] with f(lo) > 0 > f(hi) (either order),
-    falling back to bisection (geometric when `log_scale`) — and bisecting every fourth step,
-    so that the bracket shrinks even where f is flat (a fold of the q-map, a double root).
-    `f(x, index)` returns (value, slope).  Vectorised: every array is 1-D and updated in place
-    where not yet converged."""
+    bisecting (geometrically when `log_scale`) where the Newton step leaves the bracket or is
+    not below half the step before last, so that the bracket shrinks where f is flat (a fold of
+    the q-map, a double root) (the safeguard of rtsafe: Press et al. 2007, *Numerical Recipes*,
+    §9.4).  Converged where the step is below `tol` (relative), or where convergence is seen to
+    be quadratic (a step below 1e-8 and below 1e-3 of the one before; its result is then as
+    accurate as f's rounding allows, which may lie above `tol`).  `f(x, index)` returns (value,
+    slope).  Vectorised: every array is 1-D and updated in place where not yet converged."""
     active = np.arange(x.size)
-    for iteration in range(max_iter):
+    last = np.abs(hi - lo)  # the latest step of each point, and the one before (rtsafe's dx, dxold)
+    before = last.copy()
+    for _ in range(max_iter):
         if not active.size:
             break
         xa = x[active]
@@ -50,11 +55,13 @@ def bracketed_newton(f, lo, hi, x, log_scale: bool, tol: float, max_iter: int = 
         # a Newton step below the tolerance has converged, even if rounding puts it a hair
         # outside the bracket (next to a bracket end that is itself the root)
         small = np.abs(step) <= tol * scale
-        bad = (~((newton > a) & (newton < b)) | (iteration % 4 == 3)) & ~small
+        bad = (~((newton > a) & (newton < b)) | ~(np.abs(step) <= before[active] / 2)) & ~small
+        quadratic = ~bad & (np.abs(step) <= 1e-8 * scale) & (np.abs(step) <= 1e-3 * last[active])
         middle = _geometric_mean(a, b) if log_scale else (a + b) / 2
-        new = np.where(bad, middle, newton)
-        done = small | (value == 0) | (b - a <= tol * scale)
-        x[active] = np.where(value == 0, xa, new)
+        new = np.where(value == 0, xa, np.where(bad, middle, newton))
+        done = small | quadratic | (value == 0) | (b - a <= tol * scale)
+        before[active], last[active] = last[active], np.abs(new - xa)
+        x[active] = new
         active = active[~done]
     if active.size:
         raise NumericError(f"Newton iteration did not converge at {active.size} points")
