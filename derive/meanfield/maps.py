@@ -26,6 +26,7 @@ moments' mpmath path.
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from functools import cached_property
 
 import mpmath as mp
@@ -43,8 +44,9 @@ Q_FLOOR = 1e-300
 
 
 class Jet:
-    """A value and its derivative along one direction (numpy arrays, or the scalar 0 for a
-    constant), closed under + − × ÷ √ with Jets and plain numbers or arrays."""
+    """A value and its derivative along one direction (numpy arrays, or the float 0.0 for a
+    constant, which stays a number through every operation), closed under + − × ÷ √ with Jets
+    and plain numbers or arrays."""
 
     __slots__ = ("v", "d")
     __array_ufunc__ = None  # numpy defers to the reflected operators below
@@ -58,37 +60,45 @@ class Jet:
         return other if isinstance(other, Jet) else Jet(other, 0.0)
 
     def __add__(self, other):
+        if other is UNTRACKED:
+            return NotImplemented  # an untracked statistic absorbs every operation (its own __radd__)
         if isinstance(other, Jet):
-            return Jet(self.v + other.v, self.d + other.d)
+            return Jet(self.v + other.v, _plus(self.d, other.d))
         return Jet(self.v + other, self.d)
 
     __radd__ = __add__
 
     def __neg__(self):
-        return Jet(-self.v, -self.d)
+        return Jet(-self.v, _times(self.d, -1.0))
 
     def __sub__(self, other):
+        if other is UNTRACKED:
+            return NotImplemented
         if isinstance(other, Jet):
-            return Jet(self.v - other.v, self.d - other.d)
+            return Jet(self.v - other.v, _plus(self.d, _times(other.d, -1.0)))
         return Jet(self.v - other, self.d)
 
     def __rsub__(self, other):
-        return Jet(other - self.v, -self.d)
+        return Jet(other - self.v, _times(self.d, -1.0))
 
     def __mul__(self, other):
+        if other is UNTRACKED:
+            return NotImplemented
         with np.errstate(invalid="ignore", over="ignore"):  # inf·0 at q → ∞ is the caller's to judge
             if isinstance(other, Jet):
-                return Jet(self.v * other.v, self.d * other.v + self.v * other.d)
-            return Jet(self.v * other, self.d * other)
+                return Jet(self.v * other.v, _plus(_times(self.d, other.v), _times(other.d, self.v)))
+            return Jet(self.v * other, _times(self.d, other))
 
     __rmul__ = __mul__
 
     def __truediv__(self, other):
+        if other is UNTRACKED:
+            return NotImplemented
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if isinstance(other, Jet):
                 value = self.v / other.v
-                return Jet(value, (self.d - value * other.d) / other.v)
-            return Jet(self.v / other, self.d / other)
+                return Jet(value, _times(_plus(self.d, _times(other.d, -value)), 1 / other.v))
+            return Jet(self.v / other, _times(self.d, 1 / other))
 
     def __rtruediv__(self, other):
         return Jet.of(other) / self
@@ -97,16 +107,31 @@ class Jet:
         if not isinstance(n, int | float):
             raise TypeError("a Jet is raised to numeric powers only")
         with np.errstate(divide="ignore", invalid="ignore"):
-            return Jet(self.v**n, n * self.v ** (n - 1) * self.d)
+            return Jet(self.v**n, _times(self.d, n * self.v ** (n - 1)))
 
     def sqrt(self) -> Jet:
         root = np.sqrt(self.v)
+        if _constant(self.d):
+            return Jet(root, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             return Jet(root, np.where(root > 0, self.d / (2 * root), 0.0))
 
     def derivative(self, shape) -> np.ndarray:
         """The derivative as an array of `shape`."""
         return np.broadcast_to(np.asarray(self.d, dtype=float), shape)
+
+
+def _constant(d) -> bool:
+    """The derivative of a constant (the number 0.0, not an array)."""
+    return isinstance(d, float) and d == 0.0
+
+
+def _times(d, factor):
+    return 0.0 if _constant(d) else d * factor
+
+
+def _plus(d, e):
+    return e if _constant(d) else d if _constant(e) else d + e
 
 
 class _Parameters:
@@ -143,6 +168,8 @@ class JetAlgebra(Algebra):
         self.direction = direction
 
     def sqrt(self, value):
+        if value is UNTRACKED:
+            return value
         return value.sqrt() if isinstance(value, Jet) else np.sqrt(value)
 
     def activation(self, act, s: KernelState) -> KernelState:
@@ -150,25 +177,26 @@ class JetAlgebra(Algebra):
         q = Jet.of(s.k11)
         qv = np.maximum(q.v, Q_FLOOR)
         if self.direction == "q":
-            # along q the maps need k11 (= k22) and chi11 only: the other entries are not kept;
             # an untracked chi11 (the root searches) spares the moments D, D′
             if s.chi11 is UNTRACKED:
                 V, Vq = ev.variance_slope(qv)
                 chi11 = UNTRACKED
             else:
                 V, Vq, D, Dq = ev.one(qv)
-                chi11 = s.chi11 * Jet(D, Dq * q.d)
-            k11 = Jet(V, Vq * q.d)
-            return KernelState(k11=k11, k22=k11, k12=0.0, gap=0.0, t11=0.0, t22=0.0, t12=0.0,
-                               chi11=chi11, chi22=0.0, chi12=0.0)
+                chi11 = s.chi11 * Jet(D, _times(q.d, Dq))
+            k11 = Jet(V, _times(q.d, Vq))
+            return replace(s, k11=k11, k22=k11, chi11=chi11)
         k11 = ev.variance_map(qv)  # V(q): q does not move along s
         ratio = Jet.of(s.gap) / qv  # 1 − c, exact
         c = np.clip(1 - ratio.v, -1.0, 1.0)
         G, Gc = ev.g(qv, c, derivative=True)
-        gap = ratio * Jet(G, -Gc * ratio.d)
-        # along s the maps need the forward entries only: t and the cross backward factor are not kept
-        return KernelState(k11=k11, k22=k11, k12=k11 - gap, gap=gap, t11=0.0, t22=0.0, t12=0.0,
-                           chi11=np.nan, chi22=np.nan, chi12=np.nan)
+        gap = ratio * Jet(G, _times(ratio.d, -Gc))
+        return replace(s, k11=k11, k22=k11, gap=gap)
+
+
+def _untracked(**tracked) -> KernelState:
+    """A state with the given entries, every other one untracked."""
+    return KernelState(**{f.name: tracked.get(f.name, UNTRACKED) for f in fields(KernelState)})
 
 
 class MpAlgebra(Algebra):
@@ -226,12 +254,12 @@ class BlockMaps:
 
     def q_map(self, q, parameters: dict, backward: bool = True) -> tuple:
         """(q′, χ_q = dq′/dq, χ₁ = the backward factor) at the variances q (arrays); the entries a
-        single input does not need (k12, t, chi22, chi12) are carried as the number 0.  With
-        ``backward=False`` χ₁ is not computed (None): the root searches need q′ and χ_q only."""
+        single input does not need (k12, t, chi22, chi12, gap) are untracked (k22 = k11 is kept:
+        LayerNorm reads it).  With ``backward=False`` χ₁ is not computed (None): the root
+        searches need q′ and χ_q only."""
         q = np.asarray(q, dtype=float)
         start = Jet(q, 1.0)
-        out = self._run(KernelState(k11=start, k22=start, k12=0.0, gap=0.0,
-                                    chi11=Jet(1.0) if backward else UNTRACKED, chi22=0.0, chi12=0.0),
+        out = self._run(_untracked(k11=start, k22=start, chi11=Jet(1.0) if backward else UNTRACKED),
                         parameters, "q")
         shape = q.shape
         chi1 = np.broadcast_to(Jet.of(out.chi11).v, shape) if backward else None
@@ -241,10 +269,8 @@ class BlockMaps:
         """(s′ = 1 − c′, χ_c = ds′/ds = ∂c′/∂c, q′) for two inputs of variance q and s = 1 − c
         (the backward factors are not computed along s)."""
         q, s = np.broadcast_arrays(np.asarray(q, dtype=float), np.asarray(s, dtype=float))
-        variance = Jet(q, 0.0)
-        gap = Jet(s * q, q)
-        out = self._run(KernelState(k11=variance, k22=variance, k12=variance - gap, gap=gap, chi11=np.nan,
-                                    chi22=np.nan, chi12=np.nan), parameters, "s")
+        # the forward entries that map the gap are kept (k11 = k22, the gap), not k12, t or χ
+        out = self._run(_untracked(k11=q, k22=q, gap=Jet(s * q, q)), parameters, "s")
         ratio = Jet.of(out.gap) / Jet.of(out.k11)
         return np.broadcast_to(ratio.v, q.shape), ratio.derivative(q.shape), \
             np.broadcast_to(Jet.of(out.k11).v, q.shape)
