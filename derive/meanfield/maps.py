@@ -159,13 +159,17 @@ class _Parameters:
 
 class JetAlgebra(Algebra):
     """Layer formulas on Jets along q (``direction="q"``, one input) or along s = 1 − c
-    (``direction="s"``, two inputs of equal variance)."""
+    (``direction="s"``, two inputs of equal variance; with the gap untracked, the variances
+    alone).  Along s the variance entering each activation and its V do not move: `record`
+    (a list) collects them as (q, V) in the order the block applies its activations, and
+    `replay` (an iterator of such pairs) supplies them instead of evaluating V again."""
 
     name = "mean-field"
 
-    def __init__(self, parameters: dict, direction: str):
+    def __init__(self, parameters: dict, direction: str, record: list | None = None, replay=None):
         self.const = _Parameters(parameters)
         self.direction = direction
+        self.record, self.replay = record, replay
 
     def sqrt(self, value):
         if value is UNTRACKED:
@@ -174,9 +178,9 @@ class JetAlgebra(Algebra):
 
     def activation(self, act, s: KernelState) -> KernelState:
         ev = equal_variances(act)
-        q = Jet.of(s.k11)
-        qv = np.maximum(q.v, Q_FLOOR)
         if self.direction == "q":
+            q = Jet.of(s.k11)
+            qv = np.maximum(q.v, Q_FLOOR)
             # an untracked chi11 (the root searches) spares the moments D, D′
             if s.chi11 is UNTRACKED:
                 V, Vq = ev.variance_slope(qv)
@@ -186,12 +190,52 @@ class JetAlgebra(Algebra):
                 chi11 = s.chi11 * Jet(D, _times(q.d, Dq))
             k11 = Jet(V, _times(q.d, Vq))
             return replace(s, k11=k11, k22=k11, chi11=chi11)
-        k11 = ev.variance_map(qv)  # V(q): q does not move along s
+        if self.replay is not None:
+            qv, k11 = next(self.replay)
+        else:
+            qv = np.maximum(s.k11, Q_FLOOR)
+            k11 = ev.variance_map(qv)
+            if self.record is not None:
+                self.record.append((qv, k11))
+        if s.gap is UNTRACKED:
+            return replace(s, k11=k11, k22=k11)
         ratio = Jet.of(s.gap) / qv  # 1 − c, exact
         c = np.clip(1 - ratio.v, -1.0, 1.0)
         G, Gc = ev.g(qv, c, derivative=True)
         gap = ratio * Jet(G, _times(ratio.d, -Gc))
         return replace(s, k11=k11, k22=k11, gap=gap)
+
+
+class CorrelationMap:
+    """The s-map of a block at fixed input variances q (a 1-D array; parameters broadcast with
+    it): ``cmap(s, index)`` is (s′, χ_c, q′) at s for the points `index` (default all), like
+    :meth:`BlockMaps.s_map`.  The variance entering each activation and its V do not move along
+    s, so they are evaluated once, here; each call then evaluates G and ∂G/∂c only."""
+
+    def __init__(self, block, q, parameters: dict):
+        self.block = block
+        self.q = np.asarray(q, dtype=float).ravel()
+        self.parameters = {k: np.broadcast_to(np.asarray(v, dtype=float), self.q.shape)
+                           for k, v in parameters.items()}
+        algebra = JetAlgebra(self.parameters, "s", record=[])
+        block.apply(_untracked(k11=self.q, k22=self.q), algebra)
+        self.variances = algebra.record
+
+    def __call__(self, s, index=slice(None)) -> tuple:
+        q = self.q[index]
+        s = np.broadcast_to(np.asarray(s, dtype=float), q.shape)
+        replay = iter([(qv[index], V[index]) for qv, V in self.variances])
+        algebra = JetAlgebra({k: v[index] for k, v in self.parameters.items()}, "s", replay=replay)
+        return _correlation(self.block, q, s, algebra)
+
+
+def _correlation(block, q, s, algebra) -> tuple:
+    """(s′, χ_c, q′) of the block along s from variances q and s = 1 − c; the forward entries
+    that map the gap are kept (k11 = k22, the gap), not k12, the NTK entries or the χ."""
+    out = block.apply(_untracked(k11=q, k22=q, gap=Jet(s * q, q)), algebra)
+    ratio = Jet.of(out.gap) / Jet.of(out.k11)
+    q_next = np.broadcast_to(Jet.of(out.k11).v, q.shape)
+    return np.broadcast_to(ratio.v, q.shape), ratio.derivative(q.shape), q_next
 
 
 def _untracked(**tracked) -> KernelState:
@@ -269,11 +313,11 @@ class BlockMaps:
         """(s′ = 1 − c′, χ_c = ds′/ds = ∂c′/∂c, q′) for two inputs of variance q and s = 1 − c
         (the backward factors are not computed along s)."""
         q, s = np.broadcast_arrays(np.asarray(q, dtype=float), np.asarray(s, dtype=float))
-        # the forward entries that map the gap are kept (k11 = k22, the gap), not k12, t or χ
-        out = self._run(_untracked(k11=q, k22=q, gap=Jet(s * q, q)), parameters, "s")
-        ratio = Jet.of(out.gap) / Jet.of(out.k11)
-        return np.broadcast_to(ratio.v, q.shape), ratio.derivative(q.shape), \
-            np.broadcast_to(Jet.of(out.k11).v, q.shape)
+        return _correlation(self.block, q, s, JetAlgebra(parameters, "s"))
+
+    def correlation_map(self, q, parameters: dict) -> CorrelationMap:
+        """The s-map at the fixed variances q (a 1-D array), for root searches in s."""
+        return CorrelationMap(self.block, q, parameters)
 
     def mp_q_map(self, q, parameters: dict, dps: int, backward: bool = True) -> tuple:
         """(q′, χ₁) at one variance, at `dps` digits (χ₁ NaN with ``backward=False``)."""

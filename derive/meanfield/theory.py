@@ -343,10 +343,12 @@ class MeanField:
             return qn - qv, chi_q - 1
         return F
 
-    def _R(self, qs, sw, sb):
-        """R(s, index) = (s′/s − 1, its s-derivative) at q* for the c* solver."""
+    @staticmethod
+    def _R(cmap, points):
+        """R(s, index) = (s′/s − 1, its s-derivative) at q* for the c* solver, at the points
+        `points[index]` of the correlation map."""
         def R(sv, index):
-            s_next, slope, _ = self._maps.s_map(qs[index], sv, self._parameters(sw, sb, index))
+            s_next, slope, _ = cmap(sv, points[index])
             ratio = s_next / sv
             return ratio - 1, (slope - ratio) / sv
         return R
@@ -419,11 +421,11 @@ class MeanField:
             exact = sb == 0
         ss = np.ones(qs.size)
         rest = np.flatnonzero(~exact)
+        cmap = self._maps.correlation_map(qs, self._parameters(sw, sb))
         if rest.size:
-            R = self._R(qs[rest], sw[rest], sb[rest])
-            ss[rest] = solve_s_star(lambda v, i: R(v, i), rest.size,
+            ss[rest] = solve_s_star(self._R(cmap, rest), rest.size,
                                     None if guess is None else 1 - guess[rest])
-        _, slope, _ = self._maps.s_map(qs, ss, self._parameters(sw, sb))
+        _, slope, _ = cmap(ss)
         return 1 - ss, slope
 
     def _polish(self, fp: FixedPoint, dps: int) -> FixedPoint:
