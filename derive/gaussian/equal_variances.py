@@ -30,6 +30,7 @@ import numpy as np
 import sympy as sp
 
 from derive.activations import Activation
+from derive.gaussian import cache
 from derive.gaussian.expectation import GaussianExpectation, expect2
 from derive.gaussian.moments import moments_of
 from derive.gaussian.tables import Table1D, Table2D, single_threaded_blas
@@ -84,9 +85,27 @@ class EqualVariances:
             self._table1 = Table1D(self._sample_one, 2, tol=tol)
             self._table_cd = Table2D(self._sample_cd, 1, tol=max(tol, 10 * CD_TOL), integral=True)
             self._table_g = Table2D(self._sample_g, 1, tol=max(tol, 1e-13))
+            self.cache_key = f"equal variances of {sp.srepr(act.expr)}"
+            cache.attach(self)
         else:
             self._cd = _numpy_function(expressions["Cd"], (q, c))
             self._c = _numpy_function(expressions["C"], (q, c))
+
+    def cache_state(self) -> dict:
+        """The built panels of the three tables, and the error bound of what was sampled."""
+        return {"one": self._table1.state(), "cd": self._table_cd.state(), "g": self._table_g.state(),
+                "source": {"error": np.array(self._source_error)}}
+
+    def cache_merge(self, state: dict) -> None:
+        """Add stored panels (:mod:`derive.gaussian.cache`) where none were built here."""
+        self._table1.merge(state["one"])
+        self._table_cd.merge(state["cd"])
+        self._table_g.merge(state["g"])
+        self._source_error = max(self._source_error, float(state["source"]["error"]))
+
+    @property
+    def cache_version(self) -> int:
+        return self._table1.panel_count + self._table_cd.patch_count + self._table_g.patch_count
 
     def _sample_one(self, t):
         qv = np.exp(t)

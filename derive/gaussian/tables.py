@@ -218,12 +218,43 @@ class Table1D:
         present = (np.flatnonzero(np.bincount(k - low)) + low if high - low < 4096 else np.unique(k))
         new = set(present.tolist()) - self._built
         for key in sorted(new):
-            self._panels += self._build(key * self.width, (key + 1) * self.width)
-            self._built.add(key)
+            self._add(key, self._build(key * self.width, (key + 1) * self.width))
         if new:
-            self._panels.sort(key=lambda p: p.lo)
-            self._los = np.array([p.lo for p in self._panels])
-            self._index_cells()
+            self._sorted()
+
+    def _add(self, key: int, panels: list[_Panel]) -> None:
+        self._panels += panels
+        self._built.add(key)
+
+    def _sorted(self) -> None:
+        self._panels.sort(key=lambda p: p.lo)
+        self._los = np.array([p.lo for p in self._panels])
+        self._index_cells()
+
+    @property
+    def panel_count(self) -> int:
+        return len(self._panels)
+
+    def state(self) -> dict:
+        """The built panels as arrays (for :mod:`derive.gaussian.cache`); :meth:`merge` reads them."""
+        ps = self._panels
+        return {"cell": np.array([int(np.floor(p.lo / self.width)) for p in ps], np.int64),
+                "lo": np.array([p.lo for p in ps]), "hi": np.array([p.hi for p in ps]),
+                "coef": _stack([p.coef for p in ps], (self.size, self.n)),
+                "slope": _stack([p.slope for p in ps], (self.size, self.n)),
+                "error": np.array([p.error for p in ps]),
+                "scale": _stack([p.scale for p in ps], (self.size,))}
+
+    def merge(self, state: dict) -> None:
+        """Add the panels of a :meth:`state` in the cells not built here."""
+        cells = state["cell"]
+        new = set(cells.tolist()) - self._built
+        for key in sorted(new):
+            self._add(key, [_Panel(float(state["lo"][i]), float(state["hi"][i]), state["coef"][i],
+                                   float(state["error"][i]), state["scale"][i], slope=state["slope"][i])
+                            for i in np.flatnonzero(cells == key)])
+        if new:
+            self._sorted()
 
     def _index_cells(self) -> None:
         keys = np.floor(self._los / self.width).astype(np.int64)
@@ -311,6 +342,34 @@ class Table2D:
     @property
     def patch_count(self) -> int:
         return sum(len(ps) for col in self._columns.values() for ps in col.cuts.values())
+
+    def state(self) -> dict:
+        """The built patches as arrays (for :mod:`derive.gaussian.cache`); :meth:`merge` reads them."""
+        rows = [(k, j, p) for k, col in self._columns.items() for j, ps in col.cuts.items() for p in ps]
+        out = {"column": np.array([k for k, _, _ in rows], np.int64),
+               "cut": np.array([j for _, j, _ in rows], np.int64),
+               "lo": np.array([p.lo for *_, p in rows]), "hi": np.array([p.hi for *_, p in rows]),
+               "coef": _stack([p.coef for *_, p in rows], (self.size, self.nx, self.ny)),
+               "error": np.array([p.error for *_, p in rows]),
+               "scale": _stack([p.scale for *_, p in rows], (self.size,))}
+        if self.with_integral:  # Chebyshev integration adds a coefficient in c
+            out["icoef"] = _stack([p.icoef for *_, p in rows], (self.size, self.nx, self.ny + 1))
+        return out
+
+    def merge(self, state: dict) -> None:
+        """Add the patches of a :meth:`state` in the cut intervals not built here."""
+        keys = state["column"] * 64 + state["cut"]
+        for key in np.unique(keys):
+            k, j = divmod(int(key), 64)
+            col = self._column(k)
+            if j in col.cuts:
+                continue
+            at = np.flatnonzero(keys == key)
+            at = at[np.argsort(state["lo"][at])]
+            col.cuts[j] = [_Panel(float(state["lo"][i]), float(state["hi"][i]), state["coef"][i],
+                                  float(state["error"][i]), state["scale"][i],
+                                  icoef=state["icoef"][i] if self.with_integral else None) for i in at]
+            col.lows[j] = state["lo"][at]
 
     def _fit(self, x0: float, x1: float, y0: float, y1: float) -> _Panel:
         tx = (x0 + x1) / 2 + (x1 - x0) / 2 * chebyshev_nodes(self.nx)
@@ -418,6 +477,11 @@ class Table2D:
         if not self.with_integral:
             raise NumericError("this table was built without integral=True")
         return self._evaluate(t, c, "integral", False)
+
+
+def _stack(arrays: list, shape: tuple) -> np.ndarray:
+    """The arrays (each of `shape`) stacked along a new first axis; (0, *shape) for none."""
+    return np.array(arrays) if arrays else np.empty((0, *shape))
 
 
 def _integral_coef(patch: _Panel, above: np.ndarray | None) -> np.ndarray:

@@ -54,6 +54,7 @@ from derive.activations import Activation
 from derive.activations import activation as make_activation
 from derive.errors import DomainError, NoFixedPointError
 from derive.gaussian import GaussianExpectation
+from derive.gaussian.cache import persisted
 from derive.gaussian.equal_variances import equal_variances
 from derive.gaussian.moments import moments_of
 from derive.gaussian.tables import single_threaded_blas
@@ -84,6 +85,12 @@ __all__ = ["MeanField", "CriticalLine", "CriticalPoint", "FixedPoint", "DepthSca
 
 #: |χ₁ − 1| below this at q* = 0 is the marginal point (tanh at (1, 0)), not the ordered phase
 MARGINAL_TOLERANCE = 1e-12
+
+
+def _numeric_call(function):
+    """A public numeric method: BLAS on one thread during the call, and the tables it built
+    saved to the on-disk cache (:mod:`derive.gaussian.cache`) when the outermost one returns."""
+    return persisted(single_threaded_blas(function))
 
 
 def _variance(value, name: str) -> sp.Expr:
@@ -353,13 +360,13 @@ class MeanField:
             return ratio - 1, (slope - ratio) / sv
         return R
 
-    @single_threaded_blas
+    @_numeric_call
     def apply_q_map(self, qv, sigma_w2=None, sigma_b2=None):
         """The q-map evaluated at q (floats or arrays)."""
         (qv, sw, sb), shape = self._numeric((qv, "q"), (sigma_w2, "sigma_w2"), (sigma_b2, "sigma_b2"))
         return output(self._maps.q_map(np.maximum(qv, Q_FLOOR), self._parameters(sw, sb))[0], shape)
 
-    @single_threaded_blas
+    @_numeric_call
     def apply_c_map(self, qv, cv, sigma_w2=None, sigma_b2=None):
         """The c-map at (q, c) for two inputs of equal variance q."""
         (qv, cv, sw, sb), shape = self._numeric((qv, "q"), (cv, "c"), (sigma_w2, "sigma_w2"),
@@ -367,7 +374,7 @@ class MeanField:
         s_next, _, _ = self._maps.s_map(np.maximum(qv, Q_FLOOR), 1 - cv, self._parameters(sw, sb))
         return output(1 - s_next, shape)
 
-    @single_threaded_blas
+    @_numeric_call
     def fixed_point(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None) -> FixedPoint:
         """q*, c*, χ₁, χ_q, χ_c and the regime at (σ_w², σ_b²) (floats or arrays, broadcast).
 
@@ -468,17 +475,17 @@ class MeanField:
         _, cross, q_next = maps.mp_s_map(qv, sv, params, dps)
         return qv, 1 - sv, chi1, chi_q, cross * qv / q_next
 
-    @single_threaded_blas
+    @_numeric_call
     def q_star(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None):
         """The fixed point q* of the q-map (inf if q grows without bound, 0 if it decays to 0)."""
         return self._scalar_fixed_point(sigma_w2, sigma_b2, q0, dps, "q_star", with_c=False)
 
-    @single_threaded_blas
+    @_numeric_call
     def c_star(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None):
         """The stable correlation fixed point c* (1 in the ordered phase; NaN without finite q*)."""
         return self._scalar_fixed_point(sigma_w2, sigma_b2, q0, dps, "c_star")
 
-    @single_threaded_blas
+    @_numeric_call
     def chi1_star(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None):
         """χ₁ = σ_w² ∫Dz φ′(√q* z)² at the fixed point (NaN without finite q*)."""
         return self._scalar_fixed_point(sigma_w2, sigma_b2, q0, dps, "chi1", with_c=False)
@@ -505,13 +512,13 @@ class MeanField:
                 values[i] = +value
         return output(values, shape)
 
-    @single_threaded_blas
+    @_numeric_call
     def depth_scales(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None) -> DepthScales:
         """ξ_q, ξ_c, ξ_∇ (and χ_q, χ_c, χ₁) at the fixed point (Schoenholz et al. 2017, eqs. 7-10).
         NaN where q* is not finite; the FixedPoint's regime says why."""
         return DepthScales.of(self.fixed_point(sigma_w2, sigma_b2, q0=q0, dps=dps))
 
-    @single_threaded_blas
+    @_numeric_call
     def critical_point(self, sigma_b2, *, dps=None) -> CriticalPoint:
         """(σ_w², q*) where χ₁ = 1 at the given σ_b² (floats or arrays; `dps` for mpmath), at a
         fixed point the q-map reaches; NaN where there is none."""
@@ -626,7 +633,7 @@ class MeanField:
                 out_w[i], out_q[i] = +w, +qv
         return out_w, out_q
 
-    @single_threaded_blas
+    @_numeric_call
     def critical_sigma_w2(self, sigma_b2, dps=None):
         """The critical σ_w² (χ₁ = 1) at σ_b²; a scalar σ_b² without one raises NoFixedPointError,
         arrays get NaN there."""
@@ -648,7 +655,7 @@ class MeanField:
         b = self.sigma_b2 if sigma_b2 is None else _variance(sigma_b2, "sigma_b2")
         return serial(Dense(w, b), repeat(serial(self.activation, Dense(w, b)), depth - 1))
 
-    @single_threaded_blas
+    @_numeric_call
     def propagate(self, depth: int, sigma_w2=None, sigma_b2=None, *, q1=1.0, c1=None) -> Trajectory:
         """q^l (and c^l for two inputs of equal variance) for l = 1..depth from q¹ (and c¹)."""
         _check_depth(depth)
@@ -666,7 +673,7 @@ class MeanField:
             qs.append(float(self._maps.q_map(here, params)[0][0]))
         return Trajectory(np.array(qs), np.array(cs) if c1 is not None else None)
 
-    @single_threaded_blas
+    @_numeric_call
     def gradients(self, depth: int, sigma_w2=None, sigma_b2=None, *, widths=None, q1=None) -> GradientRatios:
         """The backward pass: per-unit squared gradients with respect to the pre-activations,
         q̃^l / q̃^L = Π_{k=l}^{L-1} (M_{k+1}/M_k) χ₁(q^k) (Schoenholz et al. 2017, eq. 13,
@@ -697,7 +704,7 @@ class MeanField:
                                 self._parameters(sw, sb))[2][0]
         return GradientRatios(qs, widths, delta, weight, float(xi(chi1)))
 
-    @single_threaded_blas
+    @_numeric_call
     def phase_diagram(self, sigma_w2_grid, sigma_b2_grid, *, q0=1.0, stride: int = 8,
                       progress=None) -> PhaseDiagram:
         """q*, χ₁, c*, ξ_c on the grid σ_w2_grid × σ_b2_grid (indexed [i_w, i_b]) and the critical
