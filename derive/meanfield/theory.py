@@ -781,18 +781,22 @@ def _interpolate(values, iw, ib, shape):
     phase, where c* = 1 on one side)."""
     (cw, lw), (cb, lb) = _stencils(iw, shape[0]), _stencils(ib, shape[1])
     with np.errstate(invalid="ignore", over="ignore"):
-        cubic = _along(_along(values, *cw).T, *cb).T
-        linear = _along(_along(values, *lw).T, *lb).T
-        windows = np.lib.stride_tricks.sliding_window_view(values, (4, 4))
-        stencil = np.ix_(cw[0][:, 0], cb[0][:, 0])
-        inside = (cubic >= windows.min(axis=(2, 3))[stencil]) & (cubic <= windows.max(axis=(2, 3))[stencil])
+        cubic = _along(_along(values, *cw, 0), *cb, 1)
+        linear = _along(_along(values, *lw, 0), *lb, 1)
+        low, high = values, values
+        for axis in (0, 1):  # the extremes of each 4 x 4 stencil, one axis at a time
+            n = values.shape[axis] - 3
+            low = np.minimum.reduce([low.take(range(m, m + n), axis) for m in range(4)])
+            high = np.maximum.reduce([high.take(range(m, m + n), axis) for m in range(4)])
+        first_w, first_b = cw[0][:, 0], cb[0][:, 0]
+        inside = (cubic >= low[first_w][:, first_b]) & (cubic <= high[first_w][:, first_b])
     return np.where(np.isfinite(cubic) & inside, cubic, linear)
 
 
 def _stencils(coarse: np.ndarray, n: int):
     """For the fine indices 0..n−1 on the sorted coarse indices: (positions, weights) of the cubic
     Lagrange rule on the 4 nearest coarse nodes (shifted inside at the ends), and of the linear
-    rule on the enclosing cell (whose first position is the cell's index)."""
+    rule on the enclosing cell."""
     fine = np.arange(n, dtype=float)
     cell = np.clip(np.searchsorted(coarse, fine, side="right") - 1, 0, coarse.size - 2)
     u = (fine - coarse[cell]) / (coarse[cell + 1] - coarse[cell])
@@ -807,6 +811,14 @@ def _stencils(coarse: np.ndarray, n: int):
     return (where, weights), linear
 
 
-def _along(values, where, weights):
-    """Σ_m weights[i, m] values[where[i, m], :] for each fine index i (the first axis)."""
-    return np.einsum("im,imk->ik", weights, values[where])
+def _along(values, where, weights, axis: int):
+    """Σ_m weights[i, m] values[where[i, m]] along `axis` for each fine index i."""
+    if axis == 0:
+        out = weights[:, :1] * values[where[:, 0]]
+        for m in range(1, where.shape[1]):
+            out += weights[:, m:m + 1] * values[where[:, m]]
+        return out
+    out = weights[:, 0] * values[:, where[:, 0]]
+    for m in range(1, where.shape[1]):
+        out += weights[:, m] * values[:, where[:, m]]
+    return out
