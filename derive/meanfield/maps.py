@@ -201,16 +201,20 @@ class JetAlgebra(Algebra):
             return replace(s, k11=k11, k22=k11)
         ratio = Jet.of(s.gap) / qv  # 1 − c, exact
         c = np.clip(1 - ratio.v, -1.0, 1.0)
-        G, Gc = ev.g(qv, c, derivative=True)
-        gap = ratio * Jet(G, _times(ratio.d, -Gc))
+        if _constant(ratio.d):
+            gap = ratio * ev.g(qv, c)
+        else:
+            G, Gc = ev.g(qv, c, derivative=True)
+            gap = ratio * Jet(G, _times(ratio.d, -Gc))
         return replace(s, k11=k11, k22=k11, gap=gap)
 
 
 class CorrelationMap:
     """The s-map of a block at fixed input variances q (a 1-D array; parameters broadcast with
     it): ``cmap(s, index)`` is (s′, χ_c, q′) at s for the points `index` (default all), like
-    :meth:`BlockMaps.s_map`.  The variance entering each activation and its V do not move along
-    s, so they are evaluated once, here; each call then evaluates G and ∂G/∂c only."""
+    :meth:`BlockMaps.s_map` (χ_c None with ``slope=False``).  The variance entering each
+    activation and its V do not move along s, so they are evaluated once, here; each call then
+    evaluates G and ∂G/∂c only."""
 
     def __init__(self, block, q, parameters: dict):
         self.block = block
@@ -221,21 +225,23 @@ class CorrelationMap:
         block.apply(_untracked(k11=self.q, k22=self.q), algebra)
         self.variances = algebra.record
 
-    def __call__(self, s, index=slice(None)) -> tuple:
+    def __call__(self, s, index=slice(None), slope: bool = True) -> tuple:
         q = self.q[index]
         s = np.broadcast_to(np.asarray(s, dtype=float), q.shape)
         replay = iter([(qv[index], V[index]) for qv, V in self.variances])
         algebra = JetAlgebra({k: v[index] for k, v in self.parameters.items()}, "s", replay=replay)
-        return _correlation(self.block, q, s, algebra)
+        return _correlation(self.block, q, s, algebra, slope)
 
 
-def _correlation(block, q, s, algebra) -> tuple:
-    """(s′, χ_c, q′) of the block along s from variances q and s = 1 − c; the forward entries
-    that map the gap are kept (k11 = k22, the gap), not k12, the NTK entries or the χ."""
-    out = block.apply(_untracked(k11=q, k22=q, gap=Jet(s * q, q)), algebra)
+def _correlation(block, q, s, algebra, slope: bool = True) -> tuple:
+    """(s′, χ_c, q′) of the block along s from variances q and s = 1 − c (χ_c None without
+    `slope`: the gap is then a constant of the algebra, and G is read without ∂G/∂c); the
+    forward entries that map the gap are kept (k11 = k22, the gap), not k12, the NTK entries
+    or the χ."""
+    out = block.apply(_untracked(k11=q, k22=q, gap=Jet(s * q, q if slope else 0.0)), algebra)
     ratio = Jet.of(out.gap) / Jet.of(out.k11)
     q_next = np.broadcast_to(Jet.of(out.k11).v, q.shape)
-    return np.broadcast_to(ratio.v, q.shape), ratio.derivative(q.shape), q_next
+    return np.broadcast_to(ratio.v, q.shape), ratio.derivative(q.shape) if slope else None, q_next
 
 
 def _untracked(**tracked) -> KernelState:

@@ -180,11 +180,17 @@ def _polish(F, guess, out, positive: bool, steps: int = 4):
 
 
 _S_GRID = 2.0 ** -np.arange(40, -2, -1.0)  # s = 1 − c from 2^-40 to 2
+#: the scan of solve_s_star evaluates the grid values up to 1/32 (c >= 31/32, the top cut of the
+#: tables, which the first value samples anyway) this many per call: a point that crosses early
+#: costs a few needless values there, while a call costs as much as thousands of values
+_S_BLOCK, _S_BLOCKED = 6, 2.0**-5
 
 
 def solve_s_star(R, n: int, guess=None):
     """The smallest root s* in (0, 2] of R(s, index) = (s′/s − 1, its s-derivative) at n points
-    with R(0⁺) > 0: the correlation fixed point c* = 1 − s*."""
+    with R(0⁺) > 0: the correlation fixed point c* = 1 − s*.  The first sign change on a grid
+    in s (ratio 2) brackets it, Newton refines it; ``R(s, index, slope=False)`` may leave the
+    derivative out (None), as the grid needs signs only."""
     ss = np.full(n, np.nan)
     todo = np.arange(n) if guess is None else _polish(R, np.asarray(guess, float).ravel(), ss, False)
     if not todo.size:
@@ -192,15 +198,21 @@ def solve_s_star(R, n: int, guess=None):
     lo, hi = np.full(todo.size, np.nan), np.full(todo.size, np.nan)
     pending = np.arange(todo.size)
     previous = np.full(todo.size, _S_GRID[0])
-    for s in _S_GRID:
+    blocked = int(np.sum(_S_GRID <= _S_BLOCKED))
+    starts = [*range(0, blocked, _S_BLOCK), *range(blocked, _S_GRID.size)]
+    for start, end in zip(starts, [*starts[1:], _S_GRID.size], strict=True):
         if not pending.size:
             break
-        value, _ = R(np.full(pending.size, s), todo[pending])
-        crossed = value <= 0
-        at = pending[crossed]
-        lo[at], hi[at] = previous[at], s
-        previous[pending[~crossed]] = s
-        pending = pending[~crossed]
+        block = _S_GRID[start:end]
+        value, _ = R(np.tile(block, pending.size), np.repeat(todo[pending], block.size), slope=False)
+        crossed = value.reshape(pending.size, block.size) <= 0
+        hit = crossed.any(axis=1)
+        first = crossed.argmax(axis=1)[hit]
+        at = pending[hit]
+        hi[at] = block[first]
+        lo[at] = np.where(first > 0, block[first - 1], previous[at])
+        previous[pending[~hit]] = block[-1]
+        pending = pending[~hit]
     if pending.size:
         raise NumericError("no correlation fixed point found in [-1, 1): the c-map is not a correlation map")
     ss[todo] = bracketed_newton(lambda v, a: R(v, todo[a]), lo, hi, _geometric_mean(lo, hi), True, 1e-15)

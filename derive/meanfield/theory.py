@@ -354,10 +354,10 @@ class MeanField:
     def _R(cmap, points):
         """R(s, index) = (s′/s − 1, its s-derivative) at q* for the c* solver, at the points
         `points[index]` of the correlation map."""
-        def R(sv, index):
-            s_next, slope, _ = cmap(sv, points[index])
+        def R(sv, index, slope: bool = True):
+            s_next, ds, _ = cmap(sv, points[index], slope)
             ratio = s_next / sv
-            return ratio - 1, (slope - ratio) / sv
+            return ratio - 1, (ds - ratio) / sv if slope else None
         return R
 
     @_numeric_call
