@@ -24,7 +24,7 @@ the tables are built in log q wherever points fall.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import sympy as sp
@@ -60,8 +60,8 @@ class EqualVariances:
     For a smooth activation every evaluation goes through Chebyshev tables: V and D in log q
     (V′, D′ their derivatives) sampled from their moments (:mod:`derive.gaussian.moments`), C_d
     in (log q, c) from the moment C_d (closed form, or the Mehler expansion with its tail bound),
-    and G from the C_d table.  For a kinked one the SymPy `expressions` (names V, Vq, D, Dq, C,
-    Cd) are evaluated directly.
+    and G from the C_d table.  For a kinked one the SymPy :attr:`expressions` (names V, Vq, D,
+    Dq, C, Cd) are evaluated directly.
     """
 
     def __init__(self, act: Activation):
@@ -69,16 +69,14 @@ class EqualVariances:
         equal = {q1: q, q2: q}
         # a jump of φ: D = E δ² = ∞ (χ₁ infinite), while C_d = E δ(u)δ(v) is finite for |c| < 1
         cross = expect2(act.derivative(x) * act.derivative(y), x, y, q, q, c)
-        expressions = {"V": moments.V.expr, "D": sp.oo if moments.has_jump else moments.D.expr,
+        self._forms = {"V": moments.V.expr, "D": sp.oo if moments.has_jump else moments.D.expr,
                        "C": moments.C.expr.xreplace(equal), "Cd": cross}
-        expressions |= {"Vq": sp.diff(expressions["V"], q), "Dq": sp.diff(expressions["D"], q)}
-        self.expressions = expressions
-        self.closed_form = not any(e.has(GaussianExpectation) for e in expressions.values())
+        self.closed_form = not any(e.has(GaussianExpectation) for e in self._forms.values())
         self.tabulated = act.is_smooth
         self._moments = moments
         self._source_error = 0.0
         # V, D in closed form are evaluated as such (exact: linear's D is 1, not 1 ± ulp)
-        self._one = ([_numpy_function(expressions[k], (q,)) for k in ("V", "Vq", "D", "Dq")]
+        self._one = ([_numpy_function(self.expressions[k], (q,)) for k in ("V", "Vq", "D", "Dq")]
                      if self.closed_form or not self.tabulated else None)
         if self.tabulated:
             tol = 1e-14 if self.closed_form else 1e-13
@@ -88,8 +86,14 @@ class EqualVariances:
             self.cache_key = f"equal variances of {sp.srepr(act.expr)}"
             cache.attach(self)
         else:
-            self._cd = _numpy_function(expressions["Cd"], (q, c))
-            self._c = _numpy_function(expressions["C"], (q, c))
+            self._cd = _numpy_function(self._forms["Cd"], (q, c))
+            self._c = _numpy_function(self._forms["C"], (q, c))
+
+    @cached_property
+    def expressions(self) -> dict:
+        """The SymPy forms of V, Vq = dV/dq, D, Dq, C and Cd (the derivatives taken when first
+        asked: differentiating unevaluated expectations costs more than a tabulated run needs)."""
+        return self._forms | {"Vq": sp.diff(self._forms["V"], q), "Dq": sp.diff(self._forms["D"], q)}
 
     def cache_state(self) -> dict:
         """The built panels of the three tables, and the error bound of what was sampled."""
