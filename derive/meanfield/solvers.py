@@ -110,7 +110,11 @@ def _scan(F, start, f_start, g_start, up: bool):
         # below it as q → 0, and q decays to 0 rather than meeting a root there)
         noise = _ROUNDING * trial
         flipped = (f < -noise) if up else (f > noise)
-        turned = ~flipped & (np.sign(g) != np.sign(g_near[active])) & (g != 0)
+        # so does a turn of F (a sign change of F′ = χ_q − 1, whose error is of the same order):
+        # within the rounding, F is flat and no extremum can reach beyond the noise (tanh at
+        # (1, 0), where F′ ≈ −4q flickers around 0 far down, cost 9 extremum searches)
+        turned = (~flipped & (np.sign(g) != np.sign(g_near[active]))
+                  & (np.abs(g) > _ROUNDING) & (np.abs(g_near[active]) > _ROUNDING))
         if turned.any():
             idx = active[turned]
             lo_, hi_ = (near[idx], trial[turned]) if up else (trial[turned], near[idx])
