@@ -14,7 +14,7 @@ import pytest
 import derive
 from derive.gaussian import cache
 from derive.gaussian.equal_variances import EqualVariances
-from derive.gaussian.tables import Table1D, Table2D
+from derive.gaussian.tables import Table1D, Table2D, clenshaw
 
 
 def f1(t):  # smooth, and halved near t = 0.3 (the peak needs finer panels)
@@ -51,6 +51,19 @@ def disk_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DERIVE_CACHE", "1")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     return tmp_path / "derive" / "tables"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 20])
+def test_clenshaw_sums_and_slopes_against_numpy_chebyshev(n):
+    from numpy.polynomial import chebyshev
+
+    rng = np.random.default_rng(n)
+    rows, s = rng.standard_normal((n, 40)), rng.uniform(-1, 1, 40)
+    value, slope = clenshaw(rows, s, slope=True)
+    for i in range(s.size):
+        assert value[i] == pytest.approx(chebyshev.chebval(s[i], rows[:, i]), abs=1e-14)
+        assert slope[i] == pytest.approx(chebyshev.chebval(s[i], chebyshev.chebder(rows[:, i])), abs=1e-12)
+    assert np.array_equal(clenshaw(rows, s), value)
 
 
 def test_table1d_values_and_derivatives_against_the_function():

@@ -94,21 +94,23 @@ def clenshaw(rows: np.ndarray, s: np.ndarray, slope: bool = False):
     recurrence b_j = rows[j] + 2 s b_{j+1} − b_{j+2}, value rows[0] + s b_1 − b_2 (Clenshaw
     1955, Math. Tables Aids Comput. 9, 118); with ``slope`` also Σ_j rows[j] T_j′(s), from the
     recurrence differentiated in s (b_j′ = 2 b_{j+1} + 2 s b_{j+1}′ − b_{j+2}′, value
-    b_1 + s b_1′ − b_2′).  No basis matrix is formed: O(n) operations on arrays of len(s)."""
-    two_s = 2 * s
-    b1, b2 = np.zeros_like(s), np.zeros_like(s)
-    d1, d2 = (np.zeros_like(s), np.zeros_like(s)) if slope else (None, None)
-    for j in range(rows.shape[0] - 1, 0, -1):
+    b_1 + s b_1′ − b_2′).  No basis matrix is formed: O(n) operations on arrays of len(s), in
+    place on three buffers per recurrence."""
+    two_s = s + s
+    b1 = rows[-1].copy() if rows.shape[0] > 1 else np.zeros_like(s)  # b_{n-1} (b_n = 0)
+    b2, spare = np.zeros_like(s), np.empty_like(s)
+    d1, d2, dspare = (np.zeros_like(s), np.zeros_like(s), np.empty_like(s)) if slope else (None,) * 3
+    for j in range(rows.shape[0] - 2, 0, -1):
         if slope:
-            d0 = two_s * d1
-            d0 -= d2
-            d0 += b1
-            d0 += b1
-            d2, d1 = d1, d0
-        b0 = two_s * b1
-        b0 -= b2
-        b0 += rows[j]
-        b2, b1 = b1, b0
+            np.multiply(two_s, d1, out=dspare)
+            dspare -= d2
+            dspare += b1
+            dspare += b1
+            d2, d1, dspare = d1, dspare, d2
+        np.multiply(two_s, b1, out=spare)
+        spare -= b2
+        spare += rows[j]
+        b2, b1, spare = b1, spare, b2
     value = s * b1
     value -= b2
     value += rows[0]
