@@ -108,8 +108,14 @@ class EqualVariances:
         self._source_error = max(self._source_error, float(state["source"]["error"]))
 
     @property
+    def panel_counts(self) -> dict:
+        """How many panels each table has built (or read from the cache): V and D, C_d, G."""
+        return {"V, D": self._table1.panel_count, "C_d": self._table_cd.patch_count,
+                "G": self._table_g.patch_count}
+
+    @property
     def cache_version(self) -> int:
-        return self._table1.panel_count + self._table_cd.patch_count + self._table_g.patch_count
+        return sum(self.panel_counts.values())
 
     def _sample_one(self, t):
         qv = np.exp(t)
