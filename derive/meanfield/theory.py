@@ -782,7 +782,6 @@ def _interpolate(values, iw, ib, shape):
     (cw, lw), (cb, lb) = _stencils(iw, shape[0]), _stencils(ib, shape[1])
     with np.errstate(invalid="ignore", over="ignore"):
         cubic = _along(_along(values, *cw, 0), *cb, 1)
-        linear = _along(_along(values, *lw, 0), *lb, 1)
         low, high = values, values
         for axis in (0, 1):  # the extremes of each 4 x 4 stencil, one axis at a time
             n = values.shape[axis] - 3
@@ -790,7 +789,10 @@ def _interpolate(values, iw, ib, shape):
             high = np.maximum.reduce([high.take(range(m, m + n), axis) for m in range(4)])
         first_w, first_b = cw[0][:, 0], cb[0][:, 0]
         inside = (cubic >= low[first_w][:, first_b]) & (cubic <= high[first_w][:, first_b])
-    return np.where(np.isfinite(cubic) & inside, cubic, linear)
+        i, j = np.nonzero(~(inside & np.isfinite(cubic)))
+        (wi, ui), (wj, uj) = (lw[0][i], lw[1][i]), (lb[0][j], lb[1][j])
+        cubic[i, j] = sum(ui[:, a] * uj[:, c] * values[wi[:, a], wj[:, c]] for a in (0, 1) for c in (0, 1))
+    return cubic
 
 
 def _stencils(coarse: np.ndarray, n: int):
