@@ -30,7 +30,6 @@ import os
 import tempfile
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="derive-bench-")  # derive's table cache
 
 import argparse  # noqa: E402
 import subprocess  # noqa: E402
@@ -191,6 +190,12 @@ def errors(values, ref):
 
 
 def main():
+    with tempfile.TemporaryDirectory(prefix="derive-bench-") as folder:
+        os.environ["XDG_CACHE_HOME"] = folder  # derive's table cache, read when used
+        run()
+
+
+def run():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="grid points per axis")
     parser.add_argument("--points", type=int, default=60, help="random points checked against the reference")
