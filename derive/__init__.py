@@ -14,9 +14,9 @@ reads the layer algebra's trace):
   expect2, GaussianExpectation), ``terms``/``rules``/``closed_forms`` (the closed-form rule
   engine), ``moments`` (the moment objects: one method picker, float64 with error bounds,
   any precision), ``mehler`` (the Mehler expansion), ``quadrature`` (float64 panels),
-  ``reference`` (the mpmath reference), ``tables`` (Chebyshev tables), ``equal_variances``
-  (the tables mean-field solvers read), ``compiled`` (SymPy to numpy), ``blocks`` (large
-  arrays walked by blocks of rows);
+  ``reference`` (the mpmath reference), ``tables`` (Chebyshev tables), ``cache`` (their
+  on-disk cache), ``equal_variances`` (the tables mean-field solvers read), ``compiled``
+  (SymPy to numpy), ``blocks`` (large arrays walked by blocks of rows);
 * ``numeric`` — lambdify: any expression, unevaluated expectations included, to numpy;
 * ``kernel_state`` — the state the layer algebra maps, its algebras, the per-layer trace;
 * ``layers`` — the architecture algebra: Dense, activations, Dropout, LayerNorm, Residual,

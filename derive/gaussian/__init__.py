@@ -13,8 +13,9 @@ Modules, in pipeline order:
   polynomials in closed form (the conditional route);
 * :mod:`~derive.gaussian.quadrature` -- float64 panel quadrature; :mod:`~derive.gaussian.reference`
   -- the mpmath reference quadrature;
-* :mod:`~derive.gaussian.tables` -- piecewise Chebyshev tables; :mod:`~derive.gaussian.equal_variances`
-  -- the tables the mean-field solvers read;
+* :mod:`~derive.gaussian.tables` -- piecewise Chebyshev tables, kept between processes by
+  :mod:`~derive.gaussian.cache` (the user's cache folder; ``DERIVE_CACHE=0`` turns it off);
+  :mod:`~derive.gaussian.equal_variances` -- the tables the mean-field solvers read;
 * :mod:`~derive.gaussian.compiled` -- SymPy to numpy, evaluated by the blocks of rows of
   :mod:`~derive.gaussian.blocks`;
 * :mod:`~derive.gaussian.stable` -- float64-stable forms of closed forms and integrands (what

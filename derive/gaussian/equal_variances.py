@@ -24,12 +24,13 @@ the tables are built in log q wherever points fall.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import sympy as sp
 
 from derive.activations import Activation
+from derive.gaussian import cache
 from derive.gaussian.expectation import GaussianExpectation, expect2
 from derive.gaussian.moments import moments_of
 from derive.gaussian.tables import Table1D, Table2D, single_threaded_blas
@@ -59,8 +60,8 @@ class EqualVariances:
     For a smooth activation every evaluation goes through Chebyshev tables: V and D in log q
     (V′, D′ their derivatives) sampled from their moments (:mod:`derive.gaussian.moments`), C_d
     in (log q, c) from the moment C_d (closed form, or the Mehler expansion with its tail bound),
-    and G from the C_d table.  For a kinked one the SymPy `expressions` (names V, Vq, D, Dq, C,
-    Cd) are evaluated directly.
+    and G from the C_d table.  For a kinked one the SymPy :attr:`expressions` (names V, Vq, D,
+    Dq, C, Cd) are evaluated directly.
     """
 
     def __init__(self, act: Activation):
@@ -68,25 +69,53 @@ class EqualVariances:
         equal = {q1: q, q2: q}
         # a jump of φ: D = E δ² = ∞ (χ₁ infinite), while C_d = E δ(u)δ(v) is finite for |c| < 1
         cross = expect2(act.derivative(x) * act.derivative(y), x, y, q, q, c)
-        expressions = {"V": moments.V.expr, "D": sp.oo if moments.has_jump else moments.D.expr,
+        self._forms = {"V": moments.V.expr, "D": sp.oo if moments.has_jump else moments.D.expr,
                        "C": moments.C.expr.xreplace(equal), "Cd": cross}
-        expressions |= {"Vq": sp.diff(expressions["V"], q), "Dq": sp.diff(expressions["D"], q)}
-        self.expressions = expressions
-        self.closed_form = not any(e.has(GaussianExpectation) for e in expressions.values())
+        self.closed_form = not any(e.has(GaussianExpectation) for e in self._forms.values())
         self.tabulated = act.is_smooth
         self._moments = moments
         self._source_error = 0.0
         # V, D in closed form are evaluated as such (exact: linear's D is 1, not 1 ± ulp)
-        self._one = ([_numpy_function(expressions[k], (q,)) for k in ("V", "Vq", "D", "Dq")]
+        self._one = ([_numpy_function(self.expressions[k], (q,)) for k in ("V", "Vq", "D", "Dq")]
                      if self.closed_form or not self.tabulated else None)
         if self.tabulated:
             tol = 1e-14 if self.closed_form else 1e-13
             self._table1 = Table1D(self._sample_one, 2, tol=tol)
             self._table_cd = Table2D(self._sample_cd, 1, tol=max(tol, 10 * CD_TOL), integral=True)
             self._table_g = Table2D(self._sample_g, 1, tol=max(tol, 1e-13))
+            self.cache_key = f"equal variances of {sp.srepr(act.expr)}"
+            cache.attach(self)
         else:
-            self._cd = _numpy_function(expressions["Cd"], (q, c))
-            self._c = _numpy_function(expressions["C"], (q, c))
+            self._cd = _numpy_function(self._forms["Cd"], (q, c))
+            self._c = _numpy_function(self._forms["C"], (q, c))
+
+    @cached_property
+    def expressions(self) -> dict:
+        """The SymPy forms of V, Vq = dV/dq, D, Dq, C and Cd (the derivatives taken when first
+        asked: differentiating unevaluated expectations costs more than a tabulated run needs)."""
+        return self._forms | {"Vq": sp.diff(self._forms["V"], q), "Dq": sp.diff(self._forms["D"], q)}
+
+    def cache_state(self) -> dict:
+        """The built panels of the three tables, and the error bound of what was sampled."""
+        return {"one": self._table1.state(), "cd": self._table_cd.state(), "g": self._table_g.state(),
+                "source": {"error": np.array(self._source_error)}}
+
+    def cache_merge(self, state: dict) -> None:
+        """Add stored panels (:mod:`derive.gaussian.cache`) where none were built here."""
+        self._table1.merge(state["one"])
+        self._table_cd.merge(state["cd"])
+        self._table_g.merge(state["g"])
+        self._source_error = max(self._source_error, float(state["source"]["error"]))
+
+    @property
+    def panel_counts(self) -> dict:
+        """How many panels each table has built (or read from the cache): V and D, C_d, G."""
+        return {"V, D": self._table1.panel_count, "C_d": self._table_cd.patch_count,
+                "G": self._table_g.patch_count}
+
+    @property
+    def cache_version(self) -> int:
+        return sum(self.panel_counts.values())
 
     def _sample_one(self, t):
         qv = np.exp(t)
@@ -158,12 +187,21 @@ class EqualVariances:
         return out
 
     @single_threaded_blas
+    def variance_slope(self, qv) -> np.ndarray:
+        """(V, V′) at q > 0: a (2, N) array (what a search for the variance fixed point reads)."""
+        qv = np.asarray(qv, dtype=float).ravel()
+        if self._one is not None:
+            return np.stack([f(qv) for f in self._one[:2]])
+        value, slope = self._table1(np.log(qv), derivative=True, functions=(0,))
+        return np.concatenate([value, slope / qv])
+
+    @single_threaded_blas
     def variance_map(self, qv) -> np.ndarray:
         """V(q) alone (no slopes)."""
         qv = np.asarray(qv, dtype=float).ravel()
         if self._one is not None:
             return self._one[0](qv)
-        return self._table1(np.log(qv))[0]
+        return self._table1(np.log(qv), functions=(0,))[0]
 
     @single_threaded_blas
     def cd(self, qv, cv) -> np.ndarray:
@@ -202,11 +240,6 @@ class EqualVariances:
         points = 1 - np.outer(s, t * t)
         values = self._cd(np.repeat(qv, t.size), points.ravel()).reshape(points.shape)
         return qv * (values @ (2 * t * w))
-
-    @single_threaded_blas
-    def g_slices(self, qv, cv):
-        """G(q, ·) near c as per-point polynomials (tabulated activations only), or None."""
-        return self._table_g.slices(np.log(qv), cv) if self.tabulated else None
 
     @single_threaded_blas
     def c_numerator(self, qv, cv) -> np.ndarray:

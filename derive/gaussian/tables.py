@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
+from numpy.polynomial import chebyshev
 
 from derive.errors import NumericError
 
@@ -75,50 +76,66 @@ def _transform(n: int) -> np.ndarray:
     return matrix
 
 
-def basis(s: np.ndarray, n: int, derivative: bool = False) -> np.ndarray:
-    """T_k(s) (or T_k′(s) = k U_{k-1}(s)) for k < n, as an (n, len(s)) array."""
+def basis(s: np.ndarray, n: int) -> np.ndarray:
+    """T_k(s) for k < n, as an (n, len(s)) array (three-term recurrence)."""
     out = np.empty((n, s.size))
-    if derivative:
-        out[0] = 0.0
-        u_prev, u = np.zeros_like(s), np.ones_like(s)  # U_{-1}, U_0
-        for k in range(1, n):
-            out[k] = k * u
-            u_prev, u = u, 2 * s * u - u_prev
-        return out
     out[0] = 1.0
     if n > 1:
         out[1] = s
+    two_s = 2 * s
     for k in range(2, n):
-        np.multiply(2 * s, out[k - 1], out=out[k])
+        np.multiply(two_s, out[k - 1], out=out[k])
         out[k] -= out[k - 2]
     return out
 
 
-def basis_pair(s: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(T_k(s), T_k′(s)) for k < n in one recurrence: two (n, len(s)) arrays."""
-    T, dT = np.empty((n, s.size)), np.empty((n, s.size))
-    T[0], dT[0] = 1.0, 0.0
-    if n > 1:
-        T[1], dT[1] = s, 1.0
-    two_s = 2 * s
-    for k in range(2, n):
-        np.multiply(two_s, T[k - 1], out=T[k])
-        T[k] -= T[k - 2]
-        # T_k' = 2 T_{k-1} + 2 s T_{k-1}' - T_{k-2}'
-        np.multiply(two_s, dT[k - 1], out=dT[k])
-        dT[k] += 2 * T[k - 1]
-        dT[k] -= dT[k - 2]
-    return T, dT
+def clenshaw(rows: np.ndarray, s: np.ndarray, slope: bool = False):
+    """Σ_j rows[j] T_j(s) for per-point coefficients `rows` (n, len(s)), by Clenshaw's
+    recurrence b_j = rows[j] + 2 s b_{j+1} − b_{j+2}, value rows[0] + s b_1 − b_2 (Clenshaw
+    1955, Math. Tables Aids Comput. 9, 118); with ``slope`` also Σ_j rows[j] T_j′(s), from the
+    recurrence differentiated in s (b_j′ = 2 b_{j+1} + 2 s b_{j+1}′ − b_{j+2}′, value
+    b_1 + s b_1′ − b_2′).  No basis matrix is formed: O(n) operations on arrays of len(s), in
+    place on three buffers per recurrence."""
+    two_s = s + s
+    b1 = rows[-1].copy() if rows.shape[0] > 1 else np.zeros_like(s)  # b_{n-1} (b_n = 0)
+    b2, spare = np.zeros_like(s), np.empty_like(s)
+    d1, d2, dspare = (np.zeros_like(s), np.zeros_like(s), np.empty_like(s)) if slope else (None,) * 3
+    for j in range(rows.shape[0] - 2, 0, -1):
+        if slope:
+            np.multiply(two_s, d1, out=dspare)
+            dspare -= d2
+            dspare += b1
+            dspare += b1
+            d2, d1, dspare = d1, dspare, d2
+        np.multiply(two_s, b1, out=spare)
+        spare -= b2
+        spare += rows[j]
+        b2, b1, spare = b1, spare, b2
+    value = s * b1
+    value -= b2
+    value += rows[0]
+    if not slope:
+        return value
+    derivative = s * d1
+    derivative -= d2
+    derivative += b1
+    return value, derivative
 
 
-def _chunks(n: int, size: int = 16384):
+def _chunks(n: int, size: int = 8192):
     """Slices of range(n) of at most `size` (basis arrays stay in cache)."""
     return (slice(i, min(i + size, n)) for i in range(0, n, size))
 
 
 def _groups(index: np.ndarray):
     """(value, positions) for each distinct value of an integer array."""
-    if index.size and index.min() >= -(2**15) and index.max() < 2**15:
+    if not index.size:
+        return
+    low, high = index.min(), index.max()
+    if low == high:  # one group (most calls of a solver): no sort
+        yield int(low), np.arange(index.size)
+        return
+    if low >= -(2**15) and high < 2**15:
         index = index.astype(np.int16)  # stable sort of 16-bit keys is a radix sort
     order = np.argsort(index, kind="stable")
     sorted_index = index[order]
@@ -148,6 +165,7 @@ class _Panel:
     error: float
     scale: np.ndarray  # (m,) the largest sampled |value| of each function: the error's unit
     icoef: np.ndarray | None = None  # 2-D: coefficients of the integral from c up to the top (y = 1)
+    slope: np.ndarray | None = None  # 1-D: coefficients (m, n) of the t-derivative of each function
 
 
 class Table1D:
@@ -165,6 +183,9 @@ class Table1D:
         self._built: set[int] = set()
         self._panels: list[_Panel] = []
         self._los = np.empty(0)
+        # the panel index of each unit cell [k w, (k + 1) w] from `_first` on (-1: not built,
+        # -2: halved, searched), so that locating a point is a lookup
+        self._first, self._cells = 0, np.empty(0, np.int64)
 
     @property
     def max_error(self) -> float:
@@ -178,7 +199,9 @@ class Table1D:
             raise NumericError(f"table: non-finite values sampled on [{lo}, {hi}]")
         coef = values @ _transform(self.n).T
         scale = np.maximum(np.abs(values).max(axis=1), 1e-300)
-        return _Panel(lo, hi, coef, _tail(coef, 1, scale), scale)
+        slope = np.zeros_like(coef)
+        slope[:, :-1] = chebyshev.chebder(coef, axis=1) / ((hi - lo) / 2)
+        return _Panel(lo, hi, coef, _tail(coef, 1, scale), scale, slope=slope)
 
     def _build(self, lo: float, hi: float, depth: int = 0) -> list[_Panel]:
         panel = self._fit(lo, hi)
@@ -197,47 +220,93 @@ class Table1D:
         present = (np.flatnonzero(np.bincount(k - low)) + low if high - low < 4096 else np.unique(k))
         new = set(present.tolist()) - self._built
         for key in sorted(new):
-            self._panels += self._build(key * self.width, (key + 1) * self.width)
-            self._built.add(key)
+            self._add(key, self._build(key * self.width, (key + 1) * self.width))
         if new:
-            self._panels.sort(key=lambda p: p.lo)
-            self._los = np.array([p.lo for p in self._panels])
+            self._sorted()
+
+    def _add(self, key: int, panels: list[_Panel]) -> None:
+        self._panels += panels
+        self._built.add(key)
+
+    def _sorted(self) -> None:
+        self._panels.sort(key=lambda p: p.lo)
+        self._los = np.array([p.lo for p in self._panels])
+        self._index_cells()
+
+    @property
+    def panel_count(self) -> int:
+        return len(self._panels)
+
+    def state(self) -> dict:
+        """The built panels as arrays (for :mod:`derive.gaussian.cache`); :meth:`merge` reads them."""
+        ps = self._panels
+        return {"cell": np.array([int(np.floor(p.lo / self.width)) for p in ps], np.int64),
+                "lo": np.array([p.lo for p in ps]), "hi": np.array([p.hi for p in ps]),
+                "coef": _stack([p.coef for p in ps], (self.size, self.n)),
+                "slope": _stack([p.slope for p in ps], (self.size, self.n)),
+                "error": np.array([p.error for p in ps]),
+                "scale": _stack([p.scale for p in ps], (self.size,))}
+
+    def merge(self, state: dict) -> None:
+        """Add the panels of a :meth:`state` in the cells not built here."""
+        cells = state["cell"]
+        new = set(cells.tolist()) - self._built
+        for key in sorted(new):
+            self._add(key, [_Panel(float(state["lo"][i]), float(state["hi"][i]), state["coef"][i],
+                                   float(state["error"][i]), state["scale"][i], slope=state["slope"][i])
+                            for i in np.flatnonzero(cells == key)])
+        if new:
+            self._sorted()
+
+    def _index_cells(self) -> None:
+        keys = np.floor(self._los / self.width).astype(np.int64)
+        self._first = int(keys[0])
+        self._cells = np.full(int(keys[-1]) - self._first + 1, -1, np.int64)
+        counts = np.bincount(keys - self._first)
+        whole = np.flatnonzero(counts == 1)
+        self._cells[whole] = np.searchsorted(keys, whole + self._first)
+        self._cells[counts > 1] = -2
+
+    def _index(self, t: np.ndarray) -> np.ndarray:
+        """The panel holding each point (all built): a lookup of its cell, a binary search only
+        in cells that were halved."""
+        index = self._cells[np.floor(t / self.width).astype(np.int64) - self._first]
+        halved = index == -2
+        if halved.any():
+            index[halved] = np.searchsorted(self._los, t[halved], side="right") - 1
+        return index
 
     def error_bound(self, t) -> np.ndarray:
         """The estimated interpolation error of the m functions at the points t, an (m, len(t))
         array: each panel's coefficient tail times its largest sampled |value|."""
         t = np.asarray(t, dtype=float).ravel()
         self._ensure(t)
-        index = np.searchsorted(self._los, t, side="right") - 1
+        index = self._index(t)
         out = np.empty((self.size, t.size))
         for i, where in _groups(index):
             p = self._panels[i]
             out[:, where] = (p.error * p.scale)[:, None]
         return out
 
-    def __call__(self, t, derivative: bool = False):
-        """The m functions at the points t, an (m, len(t)) array; with ``derivative=True`` also
-        their t-derivatives (a second such array)."""
+    def __call__(self, t, derivative: bool = False, functions=None):
+        """The m functions (or those numbered in `functions`) at the points t, an array of one row
+        per function; with ``derivative=True`` also their t-derivatives (a second such array),
+        from the same Chebyshev basis (each panel keeps the coefficients of the derivative)."""
         t = np.asarray(t, dtype=float).ravel()
         if not np.all(np.isfinite(t)):
             raise NumericError("table evaluated at a non-finite point")
         self._ensure(t)
-        out = np.empty((self.size, t.size))
-        dout = np.empty((self.size, t.size)) if derivative else None
-        index = np.searchsorted(self._los, t, side="right") - 1
+        rows = list(range(self.size)) if functions is None else list(functions)
+        out = np.empty(((1 + derivative) * len(rows), t.size))
+        index = self._index(t)
         for i, where in _groups(index):
             p = self._panels[i]
+            matrix = np.concatenate([p.coef[rows], p.slope[rows]]) if derivative else p.coef[rows]
             half = (p.hi - p.lo) / 2
-            tw = t[where]
-            for part in _chunks(tw.size):
-                s = (tw[part] - (p.lo + half)) / half
-                if derivative:
-                    T, dT = basis_pair(s, self.n)
-                    out[:, where[part]] = p.coef @ T
-                    dout[:, where[part]] = p.coef @ dT / half
-                else:
-                    out[:, where[part]] = p.coef @ basis(s, self.n)
-        return (out, dout) if derivative else out
+            for part in _chunks(where.size):
+                at = where[part]
+                out[:, at] = matrix @ basis((t[at] - (p.lo + half)) / half, self.n)
+        return (out[:len(rows)], out[len(rows):]) if derivative else out
 
 
 @dataclass
@@ -275,6 +344,34 @@ class Table2D:
     @property
     def patch_count(self) -> int:
         return sum(len(ps) for col in self._columns.values() for ps in col.cuts.values())
+
+    def state(self) -> dict:
+        """The built patches as arrays (for :mod:`derive.gaussian.cache`); :meth:`merge` reads them."""
+        rows = [(k, j, p) for k, col in self._columns.items() for j, ps in col.cuts.items() for p in ps]
+        out = {"column": np.array([k for k, _, _ in rows], np.int64),
+               "cut": np.array([j for _, j, _ in rows], np.int64),
+               "lo": np.array([p.lo for *_, p in rows]), "hi": np.array([p.hi for *_, p in rows]),
+               "coef": _stack([p.coef for *_, p in rows], (self.size, self.nx, self.ny)),
+               "error": np.array([p.error for *_, p in rows]),
+               "scale": _stack([p.scale for *_, p in rows], (self.size,))}
+        if self.with_integral:  # Chebyshev integration adds a coefficient in c
+            out["icoef"] = _stack([p.icoef for *_, p in rows], (self.size, self.nx, self.ny + 1))
+        return out
+
+    def merge(self, state: dict) -> None:
+        """Add the patches of a :meth:`state` in the cut intervals not built here."""
+        keys = state["column"] * 64 + state["cut"]
+        for key in np.unique(keys):
+            k, j = divmod(int(key), 64)
+            col = self._column(k)
+            if j in col.cuts:
+                continue
+            at = np.flatnonzero(keys == key)
+            at = at[np.argsort(state["lo"][at])]
+            col.cuts[j] = [_Panel(float(state["lo"][i]), float(state["hi"][i]), state["coef"][i],
+                                  float(state["error"][i]), state["scale"][i],
+                                  icoef=state["icoef"][i] if self.with_integral else None) for i in at]
+            col.lows[j] = state["lo"][at]
 
     def _fit(self, x0: float, x1: float, y0: float, y1: float) -> _Panel:
         tx = (x0 + x1) / 2 + (x1 - x0) / 2 * chebyshev_nodes(self.nx)
@@ -332,6 +429,9 @@ class Table2D:
             k, j = divmod(combined, 64)
             col = self._column(k)
             patches = self._cut(col, j)
+            if len(patches) == 1:
+                yield col, j, patches[0], where
+                continue
             index = np.clip(np.searchsorted(col.lows[j], c[where], side="right") - 1, 0, len(patches) - 1)
             for i, sub in _groups(index):
                 yield col, j, patches[i], where[sub]
@@ -358,9 +458,12 @@ class Table2D:
                 idx = at[part]
                 B = self._rows(col, coef, t[idx])
                 s = (c[idx] - (p.lo + hy)) / hy
-                out[:, idx] = np.einsum("mjn,jn->mn", B, basis(s, B.shape[1]))
-                if slope:
-                    dout[:, idx] = np.einsum("mjn,jn->mn", B, basis(s, B.shape[1], True)) / hy
+                for f in range(self.size):
+                    if slope:
+                        out[f, idx], derivative = clenshaw(B[f], s, True)
+                        dout[f, idx] = derivative / hy
+                    else:
+                        out[f, idx] = clenshaw(B[f], s)
         return (out, dout) if slope else out
 
     def __call__(self, t, c) -> np.ndarray:
@@ -377,23 +480,15 @@ class Table2D:
             raise NumericError("this table was built without integral=True")
         return self._evaluate(t, c, "integral", False)
 
-    def slices(self, t, c) -> Slices:
-        """The functions at fixed t as polynomials in c on the patches holding the points (t, c):
-        Newton's method in c at fixed t then costs O(ny) per point and step."""
-        t, c = np.asarray(t, dtype=float).ravel(), np.asarray(c, dtype=float).ravel()
-        rows = np.empty((self.size, self.ny, t.size))
-        lo, hi = np.empty(t.size), np.empty(t.size)
-        for col, _, p, at in self._locate(t, c):
-            rows[:, :, at] = self._rows(col, p.coef, t[at])
-            lo[at], hi[at] = p.lo, p.hi
-        return Slices(rows, lo, hi)
+
+def _stack(arrays: list, shape: tuple) -> np.ndarray:
+    """The arrays (each of `shape`) stacked along a new first axis; (0, *shape) for none."""
+    return np.array(arrays) if arrays else np.empty((0, *shape))
 
 
 def _integral_coef(patch: _Panel, above: np.ndarray | None) -> np.ndarray:
     """Coefficients in s of ∫_c^{top} f dc′ on `patch` (c = mid + half s): the patch's own part
     half (P(1) - P(s)), P a Chebyshev antiderivative, plus `above` (a t-series) if given."""
-    from numpy.polynomial import chebyshev
-
     half = (patch.hi - patch.lo) / 2
     P = chebyshev.chebint(patch.coef, axis=2)
     coef = -half * P
@@ -401,23 +496,3 @@ def _integral_coef(patch: _Panel, above: np.ndarray | None) -> np.ndarray:
     if above is not None:
         coef[:, :, 0] += above
     return coef
-
-
-@dataclass(frozen=True)
-class Slices:
-    """Per-point polynomials in c (see :meth:`Table2D.slices`), valid for lo <= c <= hi."""
-
-    rows: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-
-    def __call__(self, c, index=slice(None)):
-        """(values, c-derivatives, inside) of the first function at c for the points `index`."""
-        lo, hi = self.lo[index], self.hi[index]
-        inside = (c >= lo) & (c <= hi)
-        half = (hi - lo) / 2
-        s = np.clip((c - lo - half) / half, -1, 1)
-        rows = self.rows[0][:, index]
-        value = np.einsum("jn,jn->n", rows, basis(s, rows.shape[0]))
-        slope = np.einsum("jn,jn->n", rows, basis(s, rows.shape[0], True)) / half
-        return value, slope, inside

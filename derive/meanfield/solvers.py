@@ -29,12 +29,17 @@ _STEPS = (1.5,) * 40 + (10.0,) * 20
 
 def bracketed_newton(f, lo, hi, x, log_scale: bool, tol: float, max_iter: int = 200):
     """Newton's method kept inside brackets [lo, hi] with f(lo) > 0 > f(hi) (either order),
-    falling back to bisection (geometric when `log_scale`) — and bisecting every fourth step,
-    so that the bracket shrinks even where f is flat (a fold of the q-map, a double root).
-    `f(x, index)` returns (value, slope).  Vectorised: every array is 1-D and updated in place
-    where not yet converged."""
+    bisecting (geometrically when `log_scale`) where the Newton step leaves the bracket or is
+    not below half the step before last, so that the bracket shrinks where f is flat (a fold of
+    the q-map, a double root) (the safeguard of rtsafe: Press et al. 2007, *Numerical Recipes*,
+    §9.4).  Converged where the step is below `tol` (relative), or where convergence is seen to
+    be quadratic (a step below 1e-8 and below 1e-3 of the one before; its result is then as
+    accurate as f's rounding allows, which may lie above `tol`).  `f(x, index)` returns (value,
+    slope).  Vectorised: every array is 1-D and updated in place where not yet converged."""
     active = np.arange(x.size)
-    for iteration in range(max_iter):
+    last = np.abs(hi - lo)  # the latest step of each point, and the one before (rtsafe's dx, dxold)
+    before = last.copy()
+    for _ in range(max_iter):
         if not active.size:
             break
         xa = x[active]
@@ -50,11 +55,13 @@ def bracketed_newton(f, lo, hi, x, log_scale: bool, tol: float, max_iter: int = 
         # a Newton step below the tolerance has converged, even if rounding puts it a hair
         # outside the bracket (next to a bracket end that is itself the root)
         small = np.abs(step) <= tol * scale
-        bad = (~((newton > a) & (newton < b)) | (iteration % 4 == 3)) & ~small
+        bad = (~((newton > a) & (newton < b)) | ~(np.abs(step) <= before[active] / 2)) & ~small
+        quadratic = ~bad & (np.abs(step) <= 1e-8 * scale) & (np.abs(step) <= 1e-3 * last[active])
         middle = _geometric_mean(a, b) if log_scale else (a + b) / 2
-        new = np.where(bad, middle, newton)
-        done = small | (value == 0) | (b - a <= tol * scale)
-        x[active] = np.where(value == 0, xa, new)
+        new = np.where(value == 0, xa, np.where(bad, middle, newton))
+        done = small | quadratic | (value == 0) | (b - a <= tol * scale)
+        before[active], last[active] = last[active], np.abs(new - xa)
+        x[active] = new
         active = active[~done]
     if active.size:
         raise NumericError(f"Newton iteration did not converge at {active.size} points")
@@ -103,7 +110,11 @@ def _scan(F, start, f_start, g_start, up: bool):
         # below it as q → 0, and q decays to 0 rather than meeting a root there)
         noise = _ROUNDING * trial
         flipped = (f < -noise) if up else (f > noise)
-        turned = ~flipped & (np.sign(g) != np.sign(g_near[active])) & (g != 0)
+        # so does a turn of F (a sign change of F′ = χ_q − 1, whose error is of the same order):
+        # within the rounding, F is flat and no extremum can reach beyond the noise (tanh at
+        # (1, 0), where F′ ≈ −4q flickers around 0 far down, cost 9 extremum searches)
+        turned = (~flipped & (np.sign(g) != np.sign(g_near[active]))
+                  & (np.abs(g) > _ROUNDING) & (np.abs(g_near[active]) > _ROUNDING))
         if turned.any():
             idx = active[turned]
             lo_, hi_ = (near[idx], trial[turned]) if up else (trial[turned], near[idx])
@@ -173,11 +184,17 @@ def _polish(F, guess, out, positive: bool, steps: int = 4):
 
 
 _S_GRID = 2.0 ** -np.arange(40, -2, -1.0)  # s = 1 − c from 2^-40 to 2
+#: the scan of solve_s_star evaluates the grid values up to 1/32 (c >= 31/32, the top cut of the
+#: tables, which the first value samples anyway) this many per call: a point that crosses early
+#: costs a few needless values there, while a call costs as much as thousands of values
+_S_BLOCK, _S_BLOCKED = 6, 2.0**-5
 
 
 def solve_s_star(R, n: int, guess=None):
     """The smallest root s* in (0, 2] of R(s, index) = (s′/s − 1, its s-derivative) at n points
-    with R(0⁺) > 0: the correlation fixed point c* = 1 − s*."""
+    with R(0⁺) > 0: the correlation fixed point c* = 1 − s*.  The first sign change on a grid
+    in s (ratio 2) brackets it, Newton refines it; ``R(s, index, slope=False)`` may leave the
+    derivative out (None), as the grid needs signs only."""
     ss = np.full(n, np.nan)
     todo = np.arange(n) if guess is None else _polish(R, np.asarray(guess, float).ravel(), ss, False)
     if not todo.size:
@@ -185,15 +202,21 @@ def solve_s_star(R, n: int, guess=None):
     lo, hi = np.full(todo.size, np.nan), np.full(todo.size, np.nan)
     pending = np.arange(todo.size)
     previous = np.full(todo.size, _S_GRID[0])
-    for s in _S_GRID:
+    blocked = int(np.sum(_S_GRID <= _S_BLOCKED))
+    starts = [*range(0, blocked, _S_BLOCK), *range(blocked, _S_GRID.size)]
+    for start, end in zip(starts, [*starts[1:], _S_GRID.size], strict=True):
         if not pending.size:
             break
-        value, _ = R(np.full(pending.size, s), todo[pending])
-        crossed = value <= 0
-        at = pending[crossed]
-        lo[at], hi[at] = previous[at], s
-        previous[pending[~crossed]] = s
-        pending = pending[~crossed]
+        block = _S_GRID[start:end]
+        value, _ = R(np.tile(block, pending.size), np.repeat(todo[pending], block.size), slope=False)
+        crossed = value.reshape(pending.size, block.size) <= 0
+        hit = crossed.any(axis=1)
+        first = crossed.argmax(axis=1)[hit]
+        at = pending[hit]
+        hi[at] = block[first]
+        lo[at] = np.where(first > 0, block[first - 1], previous[at])
+        previous[pending[~hit]] = block[-1]
+        pending = pending[~hit]
     if pending.size:
         raise NumericError("no correlation fixed point found in [-1, 1): the c-map is not a correlation map")
     ss[todo] = bracketed_newton(lambda v, a: R(v, todo[a]), lo, hi, _geometric_mean(lo, hi), True, 1e-15)

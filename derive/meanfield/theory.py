@@ -54,6 +54,7 @@ from derive.activations import Activation
 from derive.activations import activation as make_activation
 from derive.errors import DomainError, NoFixedPointError
 from derive.gaussian import GaussianExpectation
+from derive.gaussian.cache import persisted
 from derive.gaussian.equal_variances import equal_variances
 from derive.gaussian.moments import moments_of
 from derive.gaussian.tables import single_threaded_blas
@@ -84,6 +85,12 @@ __all__ = ["MeanField", "CriticalLine", "CriticalPoint", "FixedPoint", "DepthSca
 
 #: |χ₁ − 1| below this at q* = 0 is the marginal point (tanh at (1, 0)), not the ordered phase
 MARGINAL_TOLERANCE = 1e-12
+
+
+def _numeric_call(function):
+    """A public numeric method: BLAS on one thread during the call, and the tables it built
+    saved to the on-disk cache (:mod:`derive.gaussian.cache`) when the outermost one returns."""
+    return persisted(single_threaded_blas(function))
 
 
 def _variance(value, name: str) -> sp.Expr:
@@ -338,25 +345,28 @@ class MeanField:
     def _F(self, sw, sb):
         """F(q, index) = (q′ − q, χ_q − 1) for the solvers."""
         def F(qv, index):
-            qn, chi_q, _ = self._maps.q_map(np.maximum(qv, Q_FLOOR), self._parameters(sw, sb, index))
+            qn, chi_q, _ = self._maps.q_map(np.maximum(qv, Q_FLOOR), self._parameters(sw, sb, index),
+                                            backward=False)
             return qn - qv, chi_q - 1
         return F
 
-    def _R(self, qs, sw, sb):
-        """R(s, index) = (s′/s − 1, its s-derivative) at q* for the c* solver."""
-        def R(sv, index):
-            s_next, slope, _ = self._maps.s_map(qs[index], sv, self._parameters(sw, sb, index))
+    @staticmethod
+    def _R(cmap, points):
+        """R(s, index) = (s′/s − 1, its s-derivative) at q* for the c* solver, at the points
+        `points[index]` of the correlation map."""
+        def R(sv, index, slope: bool = True):
+            s_next, ds, _ = cmap(sv, points[index], slope)
             ratio = s_next / sv
-            return ratio - 1, (slope - ratio) / sv
+            return ratio - 1, (ds - ratio) / sv if slope else None
         return R
 
-    @single_threaded_blas
+    @_numeric_call
     def apply_q_map(self, qv, sigma_w2=None, sigma_b2=None):
         """The q-map evaluated at q (floats or arrays)."""
         (qv, sw, sb), shape = self._numeric((qv, "q"), (sigma_w2, "sigma_w2"), (sigma_b2, "sigma_b2"))
         return output(self._maps.q_map(np.maximum(qv, Q_FLOOR), self._parameters(sw, sb))[0], shape)
 
-    @single_threaded_blas
+    @_numeric_call
     def apply_c_map(self, qv, cv, sigma_w2=None, sigma_b2=None):
         """The c-map at (q, c) for two inputs of equal variance q."""
         (qv, cv, sw, sb), shape = self._numeric((qv, "q"), (cv, "c"), (sigma_w2, "sigma_w2"),
@@ -364,7 +374,7 @@ class MeanField:
         s_next, _, _ = self._maps.s_map(np.maximum(qv, Q_FLOOR), 1 - cv, self._parameters(sw, sb))
         return output(1 - s_next, shape)
 
-    @single_threaded_blas
+    @_numeric_call
     def fixed_point(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None) -> FixedPoint:
         """q*, c*, χ₁, χ_q, χ_c and the regime at (σ_w², σ_b²) (floats or arrays, broadcast).
 
@@ -418,11 +428,11 @@ class MeanField:
             exact = sb == 0
         ss = np.ones(qs.size)
         rest = np.flatnonzero(~exact)
+        cmap = self._maps.correlation_map(qs, self._parameters(sw, sb))
         if rest.size:
-            R = self._R(qs[rest], sw[rest], sb[rest])
-            ss[rest] = solve_s_star(lambda v, i: R(v, i), rest.size,
+            ss[rest] = solve_s_star(self._R(cmap, rest), rest.size,
                                     None if guess is None else 1 - guess[rest])
-        _, slope, _ = self._maps.s_map(qs, ss, self._parameters(sw, sb))
+        _, slope, _ = cmap(ss)
         return 1 - ss, slope
 
     def _polish(self, fp: FixedPoint, dps: int) -> FixedPoint:
@@ -465,17 +475,17 @@ class MeanField:
         _, cross, q_next = maps.mp_s_map(qv, sv, params, dps)
         return qv, 1 - sv, chi1, chi_q, cross * qv / q_next
 
-    @single_threaded_blas
+    @_numeric_call
     def q_star(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None):
         """The fixed point q* of the q-map (inf if q grows without bound, 0 if it decays to 0)."""
         return self._scalar_fixed_point(sigma_w2, sigma_b2, q0, dps, "q_star", with_c=False)
 
-    @single_threaded_blas
+    @_numeric_call
     def c_star(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None):
         """The stable correlation fixed point c* (1 in the ordered phase; NaN without finite q*)."""
         return self._scalar_fixed_point(sigma_w2, sigma_b2, q0, dps, "c_star")
 
-    @single_threaded_blas
+    @_numeric_call
     def chi1_star(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None):
         """χ₁ = σ_w² ∫Dz φ′(√q* z)² at the fixed point (NaN without finite q*)."""
         return self._scalar_fixed_point(sigma_w2, sigma_b2, q0, dps, "chi1", with_c=False)
@@ -502,13 +512,13 @@ class MeanField:
                 values[i] = +value
         return output(values, shape)
 
-    @single_threaded_blas
+    @_numeric_call
     def depth_scales(self, sigma_w2=None, sigma_b2=None, *, q0=1.0, dps=None) -> DepthScales:
         """ξ_q, ξ_c, ξ_∇ (and χ_q, χ_c, χ₁) at the fixed point (Schoenholz et al. 2017, eqs. 7-10).
         NaN where q* is not finite; the FixedPoint's regime says why."""
         return DepthScales.of(self.fixed_point(sigma_w2, sigma_b2, q0=q0, dps=dps))
 
-    @single_threaded_blas
+    @_numeric_call
     def critical_point(self, sigma_b2, *, dps=None) -> CriticalPoint:
         """(σ_w², q*) where χ₁ = 1 at the given σ_b² (floats or arrays; `dps` for mpmath), at a
         fixed point the q-map reaches; NaN where there is none."""
@@ -623,7 +633,7 @@ class MeanField:
                 out_w[i], out_q[i] = +w, +qv
         return out_w, out_q
 
-    @single_threaded_blas
+    @_numeric_call
     def critical_sigma_w2(self, sigma_b2, dps=None):
         """The critical σ_w² (χ₁ = 1) at σ_b²; a scalar σ_b² without one raises NoFixedPointError,
         arrays get NaN there."""
@@ -645,7 +655,7 @@ class MeanField:
         b = self.sigma_b2 if sigma_b2 is None else _variance(sigma_b2, "sigma_b2")
         return serial(Dense(w, b), repeat(serial(self.activation, Dense(w, b)), depth - 1))
 
-    @single_threaded_blas
+    @_numeric_call
     def propagate(self, depth: int, sigma_w2=None, sigma_b2=None, *, q1=1.0, c1=None) -> Trajectory:
         """q^l (and c^l for two inputs of equal variance) for l = 1..depth from q¹ (and c¹)."""
         _check_depth(depth)
@@ -663,7 +673,7 @@ class MeanField:
             qs.append(float(self._maps.q_map(here, params)[0][0]))
         return Trajectory(np.array(qs), np.array(cs) if c1 is not None else None)
 
-    @single_threaded_blas
+    @_numeric_call
     def gradients(self, depth: int, sigma_w2=None, sigma_b2=None, *, widths=None, q1=None) -> GradientRatios:
         """The backward pass: per-unit squared gradients with respect to the pre-activations,
         q̃^l / q̃^L = Π_{k=l}^{L-1} (M_{k+1}/M_k) χ₁(q^k) (Schoenholz et al. 2017, eq. 13,
@@ -694,7 +704,7 @@ class MeanField:
                                 self._parameters(sw, sb))[2][0]
         return GradientRatios(qs, widths, delta, weight, float(xi(chi1)))
 
-    @single_threaded_blas
+    @_numeric_call
     def phase_diagram(self, sigma_w2_grid, sigma_b2_grid, *, q0=1.0, stride: int = 8,
                       progress=None) -> PhaseDiagram:
         """q*, χ₁, c*, ξ_c on the grid σ_w2_grid × σ_b2_grid (indexed [i_w, i_b]) and the critical
@@ -764,6 +774,53 @@ def _coarse(n: int, stride: int) -> np.ndarray:
 
 
 def _interpolate(values, iw, ib, shape):
-    """Bilinear interpolation in index space from the sub-grid (iw × ib) to the full grid."""
-    rows = np.array([np.interp(np.arange(shape[0]), iw, col) for col in values.T]).T
-    return np.array([np.interp(np.arange(shape[1]), ib, row) for row in rows])
+    """The sub-grid solution (iw × ib) interpolated to the full grid in index space: cubic
+    (4-point Lagrange along each axis, error O(stride⁴) where the solution is smooth, so that
+    one Newton step polishes most points), bilinear where the cubic is not finite or leaves the
+    range of its 4 × 4 coarse values (it rings next to a kink, such as the edge of the chaotic
+    phase, where c* = 1 on one side)."""
+    (cw, lw), (cb, lb) = _stencils(iw, shape[0]), _stencils(ib, shape[1])
+    with np.errstate(invalid="ignore", over="ignore"):
+        cubic = _along(_along(values, *cw, 0), *cb, 1)
+        low, high = values, values
+        for axis in (0, 1):  # the extremes of each 4 x 4 stencil, one axis at a time
+            n = values.shape[axis] - 3
+            low = np.minimum.reduce([low.take(range(m, m + n), axis) for m in range(4)])
+            high = np.maximum.reduce([high.take(range(m, m + n), axis) for m in range(4)])
+        first_w, first_b = cw[0][:, 0], cb[0][:, 0]
+        inside = (cubic >= low[first_w][:, first_b]) & (cubic <= high[first_w][:, first_b])
+        i, j = np.nonzero(~(inside & np.isfinite(cubic)))
+        (wi, ui), (wj, uj) = (lw[0][i], lw[1][i]), (lb[0][j], lb[1][j])
+        cubic[i, j] = sum(ui[:, a] * uj[:, c] * values[wi[:, a], wj[:, c]] for a in (0, 1) for c in (0, 1))
+    return cubic
+
+
+def _stencils(coarse: np.ndarray, n: int):
+    """For the fine indices 0..n−1 on the sorted coarse indices: (positions, weights) of the cubic
+    Lagrange rule on the 4 nearest coarse nodes (shifted inside at the ends), and of the linear
+    rule on the enclosing cell."""
+    fine = np.arange(n, dtype=float)
+    cell = np.clip(np.searchsorted(coarse, fine, side="right") - 1, 0, coarse.size - 2)
+    u = (fine - coarse[cell]) / (coarse[cell + 1] - coarse[cell])
+    linear = (np.stack([cell, cell + 1], axis=1), np.stack([1 - u, u], axis=1))
+    where = np.clip(cell - 1, 0, coarse.size - 4)[:, None] + np.arange(4)
+    nodes = coarse[where].astype(float)
+    weights = np.ones((n, 4))
+    for m in range(4):
+        for other in range(4):
+            if other != m:
+                weights[:, m] *= (fine - nodes[:, other]) / (nodes[:, m] - nodes[:, other])
+    return (where, weights), linear
+
+
+def _along(values, where, weights, axis: int):
+    """Σ_m weights[i, m] values[where[i, m]] along `axis` for each fine index i."""
+    if axis == 0:
+        out = weights[:, :1] * values[where[:, 0]]
+        for m in range(1, where.shape[1]):
+            out += weights[:, m:m + 1] * values[where[:, m]]
+        return out
+    out = weights[:, 0] * values[:, where[:, 0]]
+    for m in range(1, where.shape[1]):
+        out += weights[:, m] * values[:, where[:, m]]
+    return out
