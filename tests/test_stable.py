@@ -319,3 +319,15 @@ def test_stable_form_preserves_value(expr, point):
     assume(value.is_real and value.is_finite and abs(value) < 1e30)
     stable = sp.N(stable_form(expr).subs(T, sp.Float(point, 40)), 30)
     assert abs(stable - value) <= 1e-24 * max(1, abs(value)), f"{expr} -> {stable_form(expr)}"
+
+
+def test_float_coefficients_next_to_an_exponential_are_factored_exactly():
+    """SymPy's factor fails on Float coefficients (x + 0.3 tanh x, a residual branch): the
+    stable form factors over the floats' exact binary values, which evaluate to the same floats."""
+    from derive.gaussian.compiled import numpy_function
+
+    v = np.array([-800.0, -1.0, 0.0, 0.5, 800.0])
+    f = numpy_function(x + sp.Float(0.3) * sp.tanh(x), (x,))
+    np.testing.assert_array_equal(f(v), v + 0.3 * np.tanh(v))
+    block = derive.serial(derive.Dense(1.5, 0.1), derive.Residual("tanh", 0.3), derive.LayerNorm())
+    assert np.isfinite(derive.MeanField(block).fixed_point(1.5, 0.1).chi1)

@@ -214,7 +214,10 @@ def _fraction_in(fraction, w, exponent):
     numerator, denominator = sp.fraction(fraction)
 
     def written(polynomial):
-        factored = sp.factor(polynomial, w)
+        # over the rationals: SymPy's factor fails on Float coefficients (x + 0.3 tanh x); each
+        # float is replaced by its exact binary value, which prints back as the same float
+        exact = polynomial.xreplace({f: sp.Rational(float(f)) for f in polynomial.atoms(sp.Float)})
+        factored = sp.factor(exact, w)
         return factored.xreplace({w - 1: Expm1(exponent), 1 - w: -Expm1(exponent)}).xreplace(
             {w: sp.exp(exponent)})
 
