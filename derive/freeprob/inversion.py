@@ -652,7 +652,7 @@ def algebraic_support(relation: Relation, tracker: RootTracker) -> Inversion:
     for piece in pieces:  # integrated between candidates: no node at 0 or an interior edge
         value, err = tanh_sinh(density, piece.lo, piece.hi)
         total, error = total + value, error + err
-    if not abs(total - 1) <= MASS_TOL + error:
+    if not (abs(total - 1) <= MASS_TOL + error and error <= MASS_TOL):
         raise NumericError(f"the density found integrates with its atoms to {total:.15g}, not 1: "
                            "cannot decide the support of this law reliably")
     support = Support(tuple(bands), tuple(atoms), total, max(error, abs(total - 1)),

@@ -34,6 +34,7 @@ import numpy as np
 from derive.errors import NumericError
 from derive.freeprob.inversion import HeightSchedule, Support, tanh_sinh
 from derive.freeprob.laws import SpectralLaw
+from derive.gaussian.tables import single_threaded_blas
 
 RESIDUAL = 1e-12
 STEP = 0.25
@@ -56,13 +57,19 @@ class SubordinateLaw(SpectralLaw):
     """
 
     relation = None
+    #: indices of the unknowns predicted as local power laws of z (see :meth:`_predict`); empty:
+    #: no prediction, Newton starts from the last accepted value
+    POWER_LAW: tuple = ()
 
     # --- continuation ----------------------------------------------------------------------
     def _g_upper(self, z: np.ndarray) -> np.ndarray:
         return self._continue(np.asarray(z, dtype=complex).ravel())[0]
 
+    @single_threaded_blas
     def _continue(self, z: np.ndarray) -> tuple:
-        """(G, u) at the points z (Im z >= 0) by vertical continuation; nan where undecided."""
+        """(G, u) at the points z (Im z >= 0) by vertical continuation; nan where undecided.  Its
+        matrix products are small (points × quadrature nodes, or L × L Newton systems): BLAS runs
+        single-threaded for it (two threads spin against each other on a loaded machine)."""
         lo, hi = self._bracket()
         top = 8 * max(abs(lo), abs(hi), 1e-300) + 4 * np.abs(z.real).max(initial=0.0)
         heights = HeightSchedule(z, top, ratio=0.1, stall=0.9999, max_steps=MAX_STEPS)
@@ -72,25 +79,47 @@ class SubordinateLaw(SpectralLaw):
             raise NumericError(f"{self.name}: Newton's method does not converge at large |z| (height "
                                f"{top:.3g}): the equations are not those of a probability law's transform")
         g = self._g(zt, u)
+        here = zt.copy()
+        before, u_before = np.full_like(zt, np.nan), np.full_like(u, np.nan)
         for _ in range(4000):
             idx = heights.pending()
             if not idx.size:
                 break
             zi = heights.propose(idx)
-            ui, good = self._solve(zi, u[idx])
+            guess = self._predict(zi, here[idx], u[idx], before[idx], u_before[idx])
+            ui, good = self._solve(zi, guess)
             gi = self._g(zi, ui)
             with np.errstate(invalid="ignore"):
                 good &= np.isfinite(gi) & (gi.imag <= 1e-12 * np.abs(gi))
-                # a continuation step, not a jump to another solution: M = zG − 1 and u move by
-                # < STEP (M, not G: G ~ 1/z changes by the ratio itself at large |z|)
-                m_old = (heights.x[idx] + 1j * heights.height[idx]) * g[idx] - 1
-                good &= np.abs(zi * gi - 1 - m_old) <= STEP * (1 + np.abs(m_old))
-                good &= np.max(np.abs(ui - u[idx]), axis=1) <= STEP * (1 + np.max(np.abs(u[idx]), axis=1))
+                # a continuation step, not a jump to another solution: M = zG − 1 and u within
+                # STEP of the predicted values (M, not G: G ~ 1/z changes by the ratio itself)
+                m_guess = zi * self._g(zi, guess) - 1 if self.POWER_LAW else here[idx] * g[idx] - 1
+                good &= np.abs(zi * gi - 1 - m_guess) <= STEP * (1 + np.abs(m_guess))
+                good &= np.max(np.abs(ui - guess), axis=1) <= STEP * (1 + np.max(np.abs(guess), axis=1))
             take = idx[good]
-            u[take], g[take] = ui[good], gi[good]
+            before[take], u_before[take] = here[take], u[take]
+            here[take], u[take], g[take] = zi[good], ui[good], gi[good]
             heights.settle(idx, good)
         g = np.where(heights.reached(), g, complex(np.nan, np.nan))
         return g, u
+
+    def _predict(self, z, z_old, u_old, z_before, u_before) -> np.ndarray:
+        """The starting value of Newton's method at z and the centre of the step test: the secant
+        through the last two accepted points (z_before, z_old) in s = log z, in log u for the unknowns
+        of ``POWER_LAW`` (local power laws in z, e.g. a subordinate variable near a divergence of
+        the density at 0, where it moves by decades while z does) and in u for the others; u_old
+        at the first step."""
+        if not self.POWER_LAW:
+            return u_old
+        with np.errstate(all="ignore"):
+            ds, ds_old = np.log(z / z_old), np.log(z_old / z_before)
+            guess = u_old.copy()
+            for j in range(u_old.shape[1]):
+                if j in self.POWER_LAW:
+                    guess[:, j] = u_old[:, j] * np.exp(np.log(u_old[:, j] / u_before[:, j]) / ds_old * ds)
+                else:
+                    guess[:, j] = u_old[:, j] + (u_old[:, j] - u_before[:, j]) / ds_old * ds
+        return np.where(np.isfinite(guess), guess, u_old)
 
     # --- density and support ---------------------------------------------------------------
     def density(self, x) -> np.ndarray:
@@ -148,7 +177,7 @@ class SubordinateLaw(SpectralLaw):
         for a, b in bands:
             value, err = tanh_sinh(self._density, a, b)
             total, error = total + value, error + err
-        if not abs(total - 1) <= MASS_TOL + error:
+        if not (abs(total - 1) <= MASS_TOL + error and error <= MASS_TOL):
             raise NumericError(f"{self.name}: the density found integrates with its atoms to {total:.12g}, "
                                "not 1: cannot decide its support reliably")
         undecided = f"; edges undecided within {max(widths):.2g}" if widths and max(widths) > 0 else ""
