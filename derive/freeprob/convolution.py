@@ -173,22 +173,26 @@ class SubordinateProduct(Labelled, SubordinateLaw):
 
     @cached_property
     def _a_functions(self):
-        """A and dA/dw as functions of (w, p = 1 + w): every factor 1 + w of A is written p, so
-        that A keeps its relative accuracy where w -> −1 (next to a divergence at 0)."""
+        """log A and d(log A)/dw as functions of (w, p = 1 + w), from A factored into powers of
+        its factors with every factor 1 + w written p: A keeps its relative accuracy where
+        w -> −1 (next to a divergence at 0), and in logarithms neither A (~ z^{1−L} there) nor
+        χ^k overflows or underflows however small z is."""
         n = len(self.explicit) + self.power
         p = sp.Symbol("p")
         a = sp.factor((M_ / (1 + M_)) ** (n - 1) * sp.prod([law.relation.inverse for law in self.explicit]))
-        a = a.subs(M_ + 1, p)
-        return (sp.lambdify((M_, p), a, "numpy"),
-                sp.lambdify((M_, p), sp.diff(a, M_) + sp.diff(a, p), "numpy"))
+        powers = [f.as_base_exp() for f in sp.Mul.make_args(a.subs(M_ + 1, p))]
+        log_a = sp.Add(*[e * sp.log(b) for b, e in powers])
+        slope = sp.Add(*[e * (sp.diff(b, M_) + sp.diff(b, p)) / b for b, e in powers])
+        return sp.lambdify((M_, p), log_a, "numpy"), sp.lambdify((M_, p), slope, "numpy")
 
     def _solve(self, z, u):
-        """Newton's method for A(M_N(χ)) χ^k/z = 1 from χ = z u[:, 0], point by point: a point stops
-        when its step falls below 1e-14 relative or stops shrinking below 1e-10 (rounding; at a fold
-        of the equations, next to an edge, Newton converges linearly with ratio 1/2); it has
-        converged when the relative residual is below RESIDUAL and χ is in the closed upper half
-        plane (not where M_N cannot be evaluated to its tolerance)."""
-        a, da = self._a_functions
+        """Newton's method for f = A(M_N(χ)) χ^k/z − 1 = expm1(log A + k log χ − log z) = 0 from
+        χ = z u[:, 0], point by point: a point stops when its step falls below 1e-14 relative or
+        stops shrinking below 1e-10 (rounding; at a fold of the equations, next to an edge,
+        Newton converges linearly with ratio 1/2); it has converged when |f| is below RESIDUAL
+        and χ is in the closed upper half plane (not where M_N cannot be evaluated to its
+        tolerance)."""
+        log_a, slope = self._a_functions
         k = self.power
         chi = z * u[:, 0]
         last = np.full(z.size, np.inf)
@@ -197,8 +201,8 @@ class SubordinateProduct(Labelled, SubordinateLaw):
             for _ in range(30):
                 c, zc = chi[active], z[active]
                 w, p, dw = self.numeric.m_and_derivative(c)
-                f = a(w, p) * c**k / zc - 1
-                df = (da(w, p) * dw * c**k + a(w, p) * k * c ** (k - 1)) / zc
+                f = np.expm1(log_a(w, p) + k * np.log(c) - np.log(zc))
+                df = (1 + f) * (slope(w, p) * dw + k / c)
                 step = np.where(np.isfinite(f) & np.isfinite(df), f / df, 0)
                 chi[active] = c - step
                 size = np.abs(step) / np.abs(c)
@@ -208,7 +212,7 @@ class SubordinateProduct(Labelled, SubordinateLaw):
                 if not active.size:
                     break
             w, p, _ = self.numeric.m_and_derivative(chi)
-            residual = np.abs(a(w, p) * chi**k / z - 1)
+            residual = np.abs(np.expm1(log_a(w, p) + k * np.log(chi) - np.log(z)))
         # the subordinate variable of ⊠ obeys arg χ >= arg z on C⁺ (Belinschi & Bercovici 2007,
         # Thm. 4.1, for η(1/z) = η_N(1/χ)): Im χ >= 0; a root below the axis is another solution
         physical = chi.imag >= -1e-12 * np.abs(chi)

@@ -7,7 +7,9 @@ P(D² = v) = Σ over the intervals between kinks where φ′² = v of
 μ_k = E φ′(h)^{2k} (exact Gaussian expectations) and its Stieltjes transform
 G(z) = E[1/(z − φ′(h)²)], computed by composite Gauss–Legendre quadrature in the standard normal
 variable on |u| <= 10.5 (the mass beyond is < 1e-25), panels doubled until two successive rules
-agree to ``RTOL`` (else :class:`~derive.errors.NumericError`).  Its density is the change of
+agree to ``RTOL`` (else :class:`~derive.errors.NumericError`); for smooth φ on a contour
+u + iβ(u) bent away from the poles of the integrand, so that the boundary values G(x + i0) on the
+support are reached as well (:attr:`DerivativeLaw._contour`).  Its density is the change of
 variables ρ(t) = Σ_{φ′(h)² = t} N(h; 0, q)/|d(φ′²)/dh|, over the roots found on a grid of 20 000
 points and refined by bisection.
 

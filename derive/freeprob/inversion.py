@@ -75,9 +75,10 @@ class Support:
         return f"Support(bands: {bands or 'none'}; atoms: {atoms or 'none'}; mass {self.mass:.15g})"
 
 
-def tanh_sinh(f, a: float, b: float, levels: int = 8) -> tuple:
+def tanh_sinh(f, a: float, b: float, levels: int = 8, tol: float = 1e-14) -> tuple:
     """(∫_a^b f, error estimate) by the tanh–sinh rule (integrable endpoint singularities
-    allowed); the estimate is the change at the last halving of the step.  ``f`` is vectorised.
+    allowed); the estimate is the change at the last halving of the step, which stops once it is
+    below ``tol`` relative (or after ``levels`` halvings).  ``f`` is vectorised.
     The nodes t = jh are nested: each halving of h evaluates f at the new nodes only.
 
     Nodes closer to an endpoint than 2^20 ulp are not sampled (the rounding of x would shift them),
@@ -118,7 +119,7 @@ def tanh_sinh(f, a: float, b: float, levels: int = 8) -> tuple:
             value += h * r * float(np.sum(w[dropped] * _power_law(gap[keep], fx, gap[dropped])))
         if previous is not None:
             change = abs(value - previous)
-            if change <= 1e-14 * max(1.0, abs(value)):
+            if change <= tol * max(1.0, abs(value)):
                 break
         previous = value
     return value, change
