@@ -223,10 +223,12 @@ class KernelSpectrum(SubordinateLaw):
 
     def _solve(self, z: np.ndarray, u: np.ndarray) -> tuple:
         """Newton's method with a finite-difference Jacobian (the equations are holomorphic), point
-        by point: a point stops iterating once its step is below 1e-15 relative."""
+        by point: a point stops once its step is below 1e-15 relative, or below 1e-10 and no longer
+        shrinking (rounding: the finite differences leave ~1e-7 in the Jacobian)."""
         u = u.copy()
         k = u.shape[1]
         active = np.arange(z.size)
+        last = np.full(z.size, np.inf)
         with np.errstate(all="ignore"):
             for _ in range(40):
                 za, ua = z[active], u[active]
@@ -241,7 +243,10 @@ class KernelSpectrum(SubordinateLaw):
                 jac[bad] = np.eye(k)
                 step = np.linalg.solve(jac, np.where(bad[:, None], 0, r)[..., None])[..., 0]
                 u[active] = ua - step
-                active = active[~np.all(np.abs(step) <= 1e-15 * (1 + np.abs(u[active])), axis=1)]
+                size = np.max(np.abs(step) / (1 + np.abs(u[active])), axis=1)
+                stop = (size <= 1e-15) | ((size <= 1e-10) & (size > 0.9 * last[active])) | ~np.isfinite(size)
+                last[active] = size
+                active = active[~stop]
                 if not active.size:
                     break
             r, _ = self._chain(z, u)
