@@ -111,6 +111,26 @@ def test_derivative_laws_against_mpmath():
 
 
 
+
+def test_derivative_law_stieltjes_next_to_its_support_against_mpmath():
+    # E[1/(z − d)] just above the support of D², where the poles of the integrand pinch the real
+    # u-axis: the contour rule against mp.quad split at the roots of d(√q u) = Re z (30 digits).
+    # sigmoid at z = 0.05 + 1e-4 i sits next to its critical value 1/16: two successive levels of a
+    # rule that refined only some panels agreed there on a value 4e-10 off
+    q = mp.mpf("0.5")
+    sigmoid, tanh = (lambda h: (mp.exp(-h) / (1 + mp.exp(-h)) ** 2) ** 2), (lambda h: mp.sech(h) ** 4)
+    cases = [("sigmoid", sigmoid, 0.05 + 1e-4j), ("tanh", tanh, 0.3 + 1e-6j), ("tanh", tanh, 0.999 + 1e-9j)]
+    with mp.workdps(30):
+        for name, d, z in cases:
+            law = derive.derivative_law(name, "0.5")
+            r = mp.findroot(lambda u, d=d, z=z: d(mp.sqrt(q) * u) - z.real, 0.5)
+            r = abs(r)
+            points = [-mp.inf, -r - 0.1, -r, -r + 1e-3, 0, r - 1e-3, r, r + 0.1, mp.inf]
+            integrand = lambda u, d=d, z=z: mp.npdf(u) / (z - d(mp.sqrt(q) * u))  # noqa: E731
+            ref = complex(mp.quad(integrand, points, maxdegree=10))
+            assert abs(law.stieltjes(np.array([z]))[0] - ref) <= 1e-11 * abs(ref), (name, z, ref)
+
+
 # --- tanh: the subordination route against an independent mpmath solution -------------------
 # The law of JJᵀ for tanh has no algebraic equation: ρ comes from Newton's method on the
 # subordination equations, G_{D²} by quadrature on a deformed contour (derive.freeprob.derivative).

@@ -131,19 +131,21 @@ class DerivativeLaw(SpectralLaw):
         return cache[level, graded]
 
     def _rule(self, level: int, contour, graded: bool = False) -> tuple:
-        """8·2^level panels of 16 Gauss–Legendre points on |u| <= 10.5, split at the kinks; if
-        `graded`, also graded geometrically (ratio 2, 45 panels) towards the critical points u_c of
-        d on either side: G_{D²} is singular at χ = d(u_c) (the density of D² diverges like an
-        inverse square root there), and for χ next to it the poles of the integrand lie at a
-        distance ~|u − u_c| from the path."""
-        panels = 8 * 2**level
-        ends = np.linspace(-_REACH, _REACH, panels + 1)
+        """16 Gauss–Legendre points on each of 2^level equal parts of the base panels: 8 equal panels
+        of |u| <= 10.5, split at the kinks and, if `graded`, graded geometrically (ratio 2, 30 panels
+        on either side, from a width of 21/16) towards the critical points u_c of d: G_{D²} is
+        singular at χ = d(u_c) (the density of D² diverges like an inverse square root there), and
+        for χ next to it the poles of the integrand lie at a distance ~|u − u_c| from the path.
+        Every panel is split at every level, so that two successive levels never share the panel
+        that holds a nearly singular point (they would agree there and stop the refinement early)."""
+        base = np.linspace(-_REACH, _REACH, 9)
         kinks = [float(k) / np.sqrt(float(self.q)) for k in self.act.kinks]
-        step = 2 * _REACH / panels
-        grading = [c + sign * step * 2.0**-np.arange(1, 46) for c in self._critical for sign in (-1, 1)] \
-            if graded else []
-        ends = np.unique(np.concatenate([ends, [k for k in kinks if abs(k) < _REACH], *grading]))
-        ends = ends[np.abs(ends) <= _REACH]
+        widths = _REACH / 8 * 2.0 ** -np.arange(0, 30)
+        grading = [c + sign * widths for c in self._critical for sign in (-1, 1)] if graded else []
+        base = np.unique(np.concatenate([base, [k for k in kinks if abs(k) < _REACH], *grading]))
+        base = base[np.abs(base) <= _REACH]
+        parts = np.linspace(0, 1, 2**level + 1)[:-1]
+        ends = np.append((base[:-1, None] + np.diff(base)[:, None] * parts).ravel(), base[-1])
         mid, half = (ends[1:] + ends[:-1]) / 2, (ends[1:] - ends[:-1]) / 2
         u = (mid[:, None] + half[:, None] * _GL[0]).ravel()
         w = (half[:, None] * _GL[1]).ravel()
@@ -214,7 +216,8 @@ class DerivativeLaw(SpectralLaw):
 
     def m_and_derivative(self, chi) -> tuple:
         """(M(χ), 1 + M(χ), M′(χ)) = (E[d/(χ − d)], E[χ/(χ − d)], −E[d/(χ − d)²]) at complex χ,
-        each to RTOL relative (M′ to 1e-9); 1 + M = χG(χ) is summed as such, not from M: it is
+        each to RTOL relative (M′ to 1e-9), or to 64ε|c|/|χ − c| next to a critical value c of d
+        (the rounding of χ − d there), whichever is larger; 1 + M = χG(χ) is summed as such, not from M: it is
         small where χ → 0 (next to the lower end of the support of D²), and there its relative
         accuracy is what the subordination equations need.  Per point, the composite rule is
         refined until two successive levels agree; nan where level 10 does not (χ too close to
@@ -223,8 +226,12 @@ class DerivativeLaw(SpectralLaw):
         out = np.full((3, chi.size), complex(np.nan, np.nan))
         lo, hi = self._range
         near = np.zeros(chi.size, dtype=bool)
-        for c in self._critical_values:  # the graded rule only where it is needed (~4x the nodes)
-            near |= np.abs(chi - c) <= 0.5 * max(abs(c), hi - lo)
+        # next to a critical value c, χ − d(u) cancels: float64 gives it to ~ε|c|/|χ − c| only
+        tol = np.full(chi.size, RTOL)
+        with np.errstate(divide="ignore"):
+            for c in self._critical_values:  # the graded rule only where it is needed (~8x the nodes)
+                near |= np.abs(chi - c) <= 0.5 * max(abs(c), hi - lo)
+                tol = np.maximum(tol, 64 * np.finfo(float).eps * abs(c) / np.abs(chi - c))
         for graded in (False, True):
             todo = np.flatnonzero(near == graded)
             previous = None
@@ -234,8 +241,8 @@ class DerivativeLaw(SpectralLaw):
                 values = np.stack([inv @ dw, chi[todo] * (inv @ w), -((inv * inv) @ dw)])
                 if previous is not None:
                     change = np.abs(values - previous)
-                    done = np.all(change[:2] <= RTOL * np.abs(values[:2]), axis=0) \
-                        & (change[2] <= 1e-9 * np.abs(values[2]))
+                    done = np.all(change[:2] <= tol[todo] * np.abs(values[:2]), axis=0) \
+                        & (change[2] <= np.maximum(1e-9, tol[todo]) * np.abs(values[2]))
                     out[:, todo[done]] = values[:, done]
                     todo, values = todo[~done], values[:, ~done]
                     if todo.size == 0:
