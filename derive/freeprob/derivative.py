@@ -7,7 +7,9 @@ P(D² = v) = Σ over the intervals between kinks where φ′² = v of
 μ_k = E φ′(h)^{2k} (exact Gaussian expectations) and its Stieltjes transform
 G(z) = E[1/(z − φ′(h)²)], computed by composite Gauss–Legendre quadrature in the standard normal
 variable on |u| <= 10.5 (the mass beyond is < 1e-25), panels doubled until two successive rules
-agree to ``RTOL`` (else :class:`~derive.errors.NumericError`).  Its density is the change of
+agree to ``RTOL`` (else :class:`~derive.errors.NumericError`); for smooth φ on a contour
+u + iβ(u) bent away from the poles of the integrand, so that the boundary values G(x + i0) on the
+support are reached as well (:attr:`DerivativeLaw._contour`).  Its density is the change of
 variables ρ(t) = Σ_{φ′(h)² = t} N(h; 0, q)/|d(φ′²)/dh|, over the roots found on a grid of 20 000
 points and refined by bisection.
 
@@ -38,6 +40,13 @@ from derive.symbols import x as X
 RTOL = 1e-13
 _REACH = 10.5
 _GL = np.polynomial.legendre.leggauss(16)
+_TAPER = _REACH / np.log(1e4) ** (1 / 16)
+
+
+def _taper(u, derivative: bool = False):
+    """exp(−(u/u₀)^16), 1e-4 at |u| = 10.5 and > 0.97 for |u| < 7.5 (or its derivative)."""
+    r = (u / _TAPER) ** 16
+    return np.exp(-r) * (-16 * r / u if derivative else 1)
 
 
 def derivative_law(activation, q) -> SpectralLaw:
@@ -112,56 +121,164 @@ class DerivativeLaw(SpectralLaw):
 
         return lambdify(d2, [X]), lambdify(sp.diff(d2, X).subs(sp.DiracDelta(X), 0), [X])
 
-    def _nodes(self, level: int) -> tuple:
-        """(d values, weights) of the composite rule with 8·2^level panels."""
+    def _nodes(self, level: int, graded: bool) -> tuple:
+        """(d values, weights, their products) of the composite rule of :meth:`_rule`, on the deformed
+        contour u + iβ(u) when there is one (:attr:`_contour`)."""
         cache = self.__dict__.setdefault("_node_cache", {})
-        if level not in cache:
-            panels = 8 * 2**level
-            ends = np.linspace(-_REACH, _REACH, panels + 1)
-            kinks = [float(k) / np.sqrt(float(self.q)) for k in self.act.kinks]
-            ends = np.unique(np.concatenate([ends, [k for k in kinks if abs(k) < _REACH]]))
-            mid, half = (ends[1:] + ends[:-1]) / 2, (ends[1:] - ends[:-1]) / 2
-            u = (mid[:, None] + half[:, None] * _GL[0]).ravel()
-            w = (half[:, None] * _GL[1]).ravel() * np.exp(-u**2 / 2) / np.sqrt(2 * np.pi)
-            cache[level] = (self._d_functions[0](np.sqrt(float(self.q)) * u), w)
-        return cache[level]
+        if (level, graded) not in cache:
+            d, w = self._rule(level, self._contour, graded)
+            cache[level, graded] = (d, w, d * w)
+        return cache[level, graded]
+
+    def _rule(self, level: int, contour, graded: bool = False) -> tuple:
+        """16 Gauss–Legendre points on each of 2^level equal parts of the base panels: 8 equal panels
+        of |u| <= 10.5, split at the kinks and, if `graded`, graded geometrically (ratio 2, 30 panels
+        on either side, from a width of 21/16) towards the critical points u_c of d: G_{D²} is
+        singular at χ = d(u_c) (the density of D² diverges like an inverse square root there), and
+        for χ next to it the poles of the integrand lie at a distance ~|u − u_c| from the path.
+        Every panel is split at every level, so that two successive levels never share the panel
+        that holds a nearly singular point (they would agree there and stop the refinement early)."""
+        base = np.linspace(-_REACH, _REACH, 9)
+        kinks = [float(k) / np.sqrt(float(self.q)) for k in self.act.kinks]
+        widths = _REACH / 8 * 2.0 ** -np.arange(0, 30)
+        grading = [c + sign * widths for c in self._critical for sign in (-1, 1)] if graded else []
+        base = np.unique(np.concatenate([base, [k for k in kinks if abs(k) < _REACH], *grading]))
+        base = base[np.abs(base) <= _REACH]
+        parts = np.linspace(0, 1, 2**level + 1)[:-1]
+        ends = np.append((base[:-1, None] + np.diff(base)[:, None] * parts).ravel(), base[-1])
+        mid, half = (ends[1:] + ends[:-1]) / 2, (ends[1:] - ends[:-1]) / 2
+        u = (mid[:, None] + half[:, None] * _GL[0]).ravel()
+        w = (half[:, None] * _GL[1]).ravel()
+        if contour is None:
+            d = self._d_functions[0](np.sqrt(float(self.q)) * u)
+            return d, w * np.exp(-u**2 / 2) / np.sqrt(2 * np.pi)
+        d, beta, dbeta = contour
+        uc = u + 1j * beta(u)
+        return d(uc), w * (1 + 1j * dbeta(u)) * np.exp(-uc**2 / 2) / np.sqrt(2 * np.pi)
+
+    @cached_property
+    def _contour(self):
+        """(d, β, β′) of the contour u + iβ(u) the rule integrates on, or None (the real line).
+
+        For χ in the upper half plane next to the support of D² the integrand 1/(χ − d(√q u)) has
+        poles at distance ~Im χ/|∂_u d| from the real u-axis: the real-line rule needs ever finer
+        panels (and cannot reach the boundary values G(x + i0) at all).  Cauchy's theorem moves the
+        path to u + iβ(u) when no pole lies between the two, i.e. when Im d <= 0 on the region swept
+        (for Im χ >= 0, d = χ is then impossible there off the real line).  To first order
+        d(h + ib) = d(h)(1 + ib ℓ(h)), ℓ = ∂_h log d, so b(h) = −θ ℓ/√(1 + ℓ²) (h = √q u, β = b/√q)
+        gives Im d ~ −θ d ℓ²/√(1 + ℓ²) <= 0: the path bends away from the poles, by a distance that
+        does not shrink as χ approaches the axis (except at the critical points of d, ℓ = 0, where
+        G_{D²} is itself singular).  θ <= 0.3 and |β| <= 1 (the Gaussian factor grows as e^{β²/2});
+        β is tapered to 1e-4 of itself at |u| = 10.5 (:func:`_taper`): the rule is cut there, and the
+        segment it leaves out, of length β(10.5), weighs φ(u)/d(u), which grows in the tails of d.
+        The condition Im d <= 0 is checked on a grid of the swept region (4 × 2001 points) and the
+        contour rule against the real-line rule at points 0.3 above [d_min, d_max]; where either
+        fails, or φ′² has kinks (Piecewise), or cannot be evaluated at complex points, the real line
+        is used."""
+        if self.act.kinks:
+            return None
+        h = sp.Symbol("h")
+        d2 = self.act.derivative(X).subs(X, h) ** 2
+        ell = sp.diff(d2, h) / d2
+        sq = np.sqrt(float(self.q))
+        try:
+            d = sp.lambdify(h, d2, "numpy")
+            ell_f, dell_f = sp.lambdify(h, ell, "numpy"), sp.lambdify(h, sp.diff(ell, h), "numpy")
+            grid = np.linspace(-_REACH, _REACH, 2001)
+            with np.errstate(all="ignore"):
+                ell_grid = ell_f(sq * grid)
+                theta = min(0.3, sq / max(np.max(np.abs(ell_grid) / np.sqrt(1 + ell_grid**2)), 1e-300))
+                for _ in range(3):
+                    def beta(u, t=theta):
+                        e = ell_f(sq * u)
+                        return -t * e / np.sqrt(1 + e**2) / sq * _taper(u)
+
+                    def dbeta(u, t=theta):
+                        e = ell_f(sq * u)
+                        return -t * (dell_f(sq * u) / (1 + e**2) ** 1.5 * _taper(u)
+                                     + e / np.sqrt(1 + e**2) / sq * _taper(u, derivative=True))
+
+                    swept = d(sq * (grid + 1j * np.outer([0.25, 0.5, 0.75, 1.0], beta(grid))))
+                    if np.all(np.isfinite(swept)) and np.all(swept.imag <= 1e-14 * np.abs(swept)):
+                        break
+                    theta /= 2
+                else:
+                    return None
+        except (NameError, TypeError, ValueError, ZeroDivisionError):  # no complex evaluator
+            return None
+        contour = (lambda u: d(sq * u), beta, dbeta)
+        lo, hi = self._range
+        chi = np.linspace(lo, hi, 5) + 0.3j
+        values = [(1 / (chi[:, None] - dd)) @ ww for dd, ww in (self._rule(5, None), self._rule(5, contour))]
+        if not np.all(np.abs(values[0] - values[1]) <= 1e-11 * np.abs(values[0])):
+            return None
+        return contour
 
     def m_and_derivative(self, chi) -> tuple:
-        """(M(χ), M′(χ)) = (E[d/(χ − d)], −E[d/(χ − d)²]) at complex χ, to RTOL; nan where the
-        rule does not converge (χ too close to the support of D²)."""
+        """(M(χ), 1 + M(χ), M′(χ)) = (E[d/(χ − d)], E[χ/(χ − d)], −E[d/(χ − d)²]) at complex χ,
+        each to RTOL relative (M′ to 1e-9), or to 64ε|c|/|χ − c| next to a critical value c of d
+        (the rounding of χ − d there), whichever is larger; 1 + M = χG(χ) is summed as such, not from M: it is
+        small where χ → 0 (next to the lower end of the support of D²), and there its relative
+        accuracy is what the subordination equations need.  Per point, the composite rule is
+        refined until two successive levels agree; nan where level 10 does not (χ too close to
+        the support of D²)."""
         chi = np.asarray(chi, dtype=complex).ravel()
-        out_m, out_dm = np.empty_like(chi), np.empty_like(chi)
-        todo = np.arange(chi.size)
-        previous = None
-        # panels of width ~10× the distance of χ to [d_min, d_max] resolve 1/(χ − d): start near there
+        out = np.full((3, chi.size), complex(np.nan, np.nan))
         lo, hi = self._range
-        dist = np.abs(chi - np.clip(chi.real, lo, hi)).min(initial=np.inf)
-        wanted = np.log2(2 * _REACH / 8 / (10 * dist + 1e-300))
-        start = int(np.clip(np.floor(wanted), 0, 9)) if chi.size else 0
-        for level in range(max(start - 1, 0), 11):
-            d, w = self._nodes(level)
-            inv = 1 / (chi[todo, None] - d)
-            m = (d * inv) @ w
-            dm = -((d * inv**2) @ w)
-            if previous is not None:
-                pm, pdm = previous
-                done = (np.abs(m - pm) <= RTOL * (1 + np.abs(m))) \
-                    & (np.abs(dm - pdm) <= 1e-9 * (1 + np.abs(dm)))
-                out_m[todo[done]], out_dm[todo[done]] = m[done], dm[done]
-                todo, m, dm = todo[~done], m[~done], dm[~done]
-                if todo.size == 0:
-                    return out_m, out_dm
-            previous = (m, dm)
-        out_m[todo], out_dm[todo] = np.nan, np.nan
-        return out_m, out_dm
+        near = np.zeros(chi.size, dtype=bool)
+        # next to a critical value c, χ − d(u) cancels: float64 gives it to ~ε|c|/|χ − c| only
+        tol = np.full(chi.size, RTOL)
+        with np.errstate(divide="ignore"):
+            for c in self._critical_values:  # the graded rule only where it is needed (~8x the nodes)
+                near |= np.abs(chi - c) <= 0.5 * max(abs(c), hi - lo)
+                tol = np.maximum(tol, 64 * np.finfo(float).eps * abs(c) / np.abs(chi - c))
+        for graded in (False, True):
+            todo = np.flatnonzero(near == graded)
+            previous = None
+            for level in range(11) if todo.size else ():
+                d, w, dw = self._nodes(level, graded)
+                inv = 1 / (chi[todo, None] - d)
+                values = np.stack([inv @ dw, chi[todo] * (inv @ w), -((inv * inv) @ dw)])
+                if previous is not None:
+                    change = np.abs(values - previous)
+                    done = np.all(change[:2] <= tol[todo] * np.abs(values[:2]), axis=0) \
+                        & (change[2] <= np.maximum(1e-9, tol[todo]) * np.abs(values[2]))
+                    out[:, todo[done]] = values[:, done]
+                    todo, values = todo[~done], values[:, ~done]
+                    if todo.size == 0:
+                        break
+                previous = values
+        return out[0], out[1], out[2]
 
     def _g_upper(self, z: np.ndarray) -> np.ndarray:
-        m, _ = self.m_and_derivative(z)
-        if np.isnan(m).any():
-            where = z[np.isnan(m)][0]
+        _, p, _ = self.m_and_derivative(z)
+        if np.isnan(p).any():
+            where = z[np.isnan(p)][0]
             raise NumericError(f"E[1/(z − d)] for {self.name} did not converge at z = {where:.6g}: "
                                "too close to the support of D²")
-        return (1 + m) / z
+        return p / z
+
+    @cached_property
+    def _critical(self) -> tuple:
+        """The interior critical points of d(√q u) (zeros of its derivative, between grid points where
+        it changes sign, refined by bisection), in the standard variable u."""
+        h, _ = self._grid
+        df = self._d_functions[1]
+        slope = df(h)
+        idx = np.flatnonzero(np.sign(slope[1:]) * np.sign(slope[:-1]) < 0)
+        exact = [i for i in np.flatnonzero(slope == 0) if 0 < i < h.size - 1]
+        lo, hi = h[idx], h[idx + 1]
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            left = np.sign(df(mid)) == np.sign(df(lo))
+            lo, hi = np.where(left, mid, lo), np.where(left, hi, mid)
+        roots = np.concatenate([(lo + hi) / 2, h[exact]]) / np.sqrt(float(self.q))
+        return tuple(float(r) for r in np.unique(roots))
+
+    @cached_property
+    def _critical_values(self) -> np.ndarray:
+        """d at its critical points (where G_{D²} is singular inside the support)."""
+        return self._d_functions[0](np.sqrt(float(self.q)) * np.array(self._critical, dtype=float))
 
     @cached_property
     def _range(self) -> tuple:

@@ -75,9 +75,10 @@ class Support:
         return f"Support(bands: {bands or 'none'}; atoms: {atoms or 'none'}; mass {self.mass:.15g})"
 
 
-def tanh_sinh(f, a: float, b: float, levels: int = 8) -> tuple:
+def tanh_sinh(f, a: float, b: float, levels: int = 8, tol: float = 1e-14) -> tuple:
     """(∫_a^b f, error estimate) by the tanh–sinh rule (integrable endpoint singularities
-    allowed); the estimate is the change at the last halving of the step.  ``f`` is vectorised.
+    allowed); the estimate is the change at the last halving of the step, which stops once it is
+    below ``tol`` relative (or after ``levels`` halvings).  ``f`` is vectorised.
     The nodes t = jh are nested: each halving of h evaluates f at the new nodes only.
 
     Nodes closer to an endpoint than 2^20 ulp are not sampled (the rounding of x would shift them),
@@ -118,7 +119,7 @@ def tanh_sinh(f, a: float, b: float, levels: int = 8) -> tuple:
             value += h * r * float(np.sum(w[dropped] * _power_law(gap[keep], fx, gap[dropped])))
         if previous is not None:
             change = abs(value - previous)
-            if change <= 1e-14 * max(1.0, abs(value)):
+            if change <= tol * max(1.0, abs(value)):
                 break
         previous = value
     return value, change
@@ -468,10 +469,12 @@ class ClusterSeries:
     def _orient(cls, tracker, m0, order, h0, b):
         tail = [abs(c) ** (-1 / j) for j, c in enumerate(b) if j >= cls.TERMS // 2 and abs(c) > 0]
         radius = min(tail) if tail else np.inf
-        for scale in 10.0 ** np.arange(-8, 0):  # a reference point inside the disc where float64 is good
+        # a reference point inside the disc where float64 is good: the farthest from 0 first, where
+        # the L roots are best separated (next to 0 the continuation is ill-conditioned)
+        for scale in 10.0 ** np.arange(-1, -9, -1):
             zr = np.array([1j * scale * tracker.radius])
             if abs((zr[0] / h0) ** (1 / order)) > radius / 2:
-                break
+                continue
             g, ok = tracker.continue_roots(zr, tracker.roots)
             if not ok[0] or tracker.condition(zr, g)[0] > 1e-8 * abs(g[0]):
                 continue
@@ -650,9 +653,9 @@ def algebraic_support(relation: Relation, tracker: RootTracker) -> Inversion:
 
     total, error = sum(m for _, m in atoms), 0.0
     for piece in pieces:  # integrated between candidates: no node at 0 or an interior edge
-        value, err = tanh_sinh(density, piece.lo, piece.hi)
+        value, err = tanh_sinh(density, piece.lo, piece.hi, tol=MASS_TOL / 100)
         total, error = total + value, error + err
-    if not abs(total - 1) <= MASS_TOL + error:
+    if not (abs(total - 1) <= MASS_TOL + error and error <= MASS_TOL):
         raise NumericError(f"the density found integrates with its atoms to {total:.15g}, not 1: "
                            "cannot decide the support of this law reliably")
     support = Support(tuple(bands), tuple(atoms), total, max(error, abs(total - 1)),

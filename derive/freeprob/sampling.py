@@ -72,18 +72,25 @@ def kernel_eigenvalues(spectrum, X0, seed) -> tuple:
 
 
 def cdf(law, x) -> np.ndarray:
-    """F(x) = (atoms at or below x) + ∫ρ up to x, by the cumulative trapezoid rule in s on each
-    band [a, b] with t = a + (b − a)s⁴ near a (4001 points; the s⁴ resolves a divergence
-    t^{-α}, α < 1, at the lower edge, e.g. at 0 for products of Gaussian factors)."""
+    """F(x) = (atoms at or below x) + ∫ρ up to x: on each band [a, b] the cumulative trapezoid rule
+    in s on the double-exponential grid t = a + (b − a)(1 + tanh(π/2 sinh s))/2, |s| <= 6.1 (4001
+    points, down to ~1e-300 of the band from either end), interpolated linearly in t.  The grid
+    resolves a divergence t^{-α} at an end for any α < 1 (the trapezoid rule in s is then the
+    tanh–sinh rule; Takahasi & Mori 1974); a polynomial grid such as t = a + (b − a)s⁴ does not
+    for α > 3/4: for the L = 8 ReLU Jacobian (α = 8/9) it was off by 1e-2 in the first bin."""
     x = np.asarray(x, dtype=float)
     support = law.support()
     total = np.zeros_like(x)
-    s = np.linspace(0, 1, 4001)[1:]
+    s = np.linspace(-6.1, 6.1, 4001)
+    inner = np.pi / 2 * np.sinh(s)
     for a, b in support.bands:
-        t = a + (b - a) * s**4
-        integrand = np.nan_to_num(law.density(t)) * 4 * (b - a) * s**3
+        with np.errstate(over="ignore"):  # (1 ± tanh)/2 as logistic functions: no cancellation
+            t = np.where(s < 0, a + (b - a) / (1 + np.exp(-2 * inner)), b - (b - a) / (1 + np.exp(2 * inner)))
+        weight = (b - a) / 2 * np.pi / 2 * np.cosh(s) / np.cosh(inner) ** 2
+        interior = (t > a) & (t < b)  # nodes that rounded onto an end carry no mass
+        integrand = np.zeros_like(s)
+        integrand[interior] = np.nan_to_num(law.density(t[interior]), posinf=0.0) * weight[interior]
         cum = np.concatenate([[0], np.cumsum((integrand[1:] + integrand[:-1]) / 2 * np.diff(s))])
-        cum = cum + integrand[0] * s[0] / 2
         total = total + np.interp(x, t, cum, left=0.0)
     return total + sum(m * (x >= a - 1e-9 * (1 + abs(a))) for a, m in support.atoms)
 

@@ -10,6 +10,7 @@ of the normalised ReLU over the eigenvalues of actual kernels.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -17,12 +18,25 @@ import numpy as np
 import sympy as sp
 
 from derive.freeprob import MarchenkoPastur, ck_spectrum, jacobian_spectrum, ntk_spectrum
+from derive.freeprob.engine import critical_point
 from derive.freeprob.sampling import jacobian_eigenvalues, kernel_eigenvalues, ks_distance
+from derive.gaussian.tables import single_threaded_blas
 from derive.report import Check, Checks, Heading, Listing, Paragraph, Section, Table, figures, text
 
 #: (activation, σ_b², weights) of the density figure; σ_w² on the critical line
 CASES = (("relu", 0, "gaussian"), ("hard_tanh", sp.Rational(1, 20), "orthogonal"), ("linear", 0, "gaussian"))
 ALPHA = 1e-3
+
+
+@functools.cache
+def _critical(act: str, sigma_b2) -> tuple:
+    """(σ_w², q*) on the critical line, once per activation (the section needs 17 spectra of 3)."""
+    return critical_point(act, float(sigma_b2))
+
+
+def _spectrum(act: str, sigma_b2, depth: int = 1, weights: str = "gaussian"):
+    sigma_w2, q = _critical(act, sigma_b2)
+    return jacobian_spectrum(act, sigma_w2, sigma_b2, depth, weights, q_star=q)
 
 
 def _threshold(n: int) -> float:
@@ -34,7 +48,7 @@ def _table(depth: int) -> Table:
     rows = []
     for act, sb, _ in CASES:
         for weights in ("gaussian", "orthogonal"):
-            J = jacobian_spectrum(act, sigma_b2=sb, depth=depth, weights=weights)
+            J = _spectrum(act, sb, depth, weights)
             rows.append((act, weights, text(sp.Float(float(J.sigma_w2), 6)), text(J.S),
                          text(sp.Float(float(J.isometry.slope), 4)), J.isometry.verdict))
     header = ("φ", "W", "σ_w²", text("S_{JJᵀ}(w), L = ", depth), "κ", "verdict")
@@ -46,7 +60,7 @@ def _density_figure(figdir: Path, depth: int, width: int, seeds: int) -> tuple:
     with figures.print_style():
         fig, axes = figures.new(len(CASES), height=2.4)
         for ax, (act, sb, weights) in zip(axes, CASES, strict=True):
-            J = jacobian_spectrum(act, sigma_b2=sb, depth=depth, weights=weights)
+            J = _spectrum(act, sb, depth, weights)
             pooled = np.sort(np.concatenate([jacobian_eigenvalues(J, width, s) for s in range(seeds)]))
             upper = J.max_eigenvalue
             grid = np.linspace(0, upper, 400)[1:]
@@ -75,11 +89,11 @@ def _spread_figure(figdir: Path, width: int, seeds: int) -> tuple:
         fig, (ax,) = figures.new(1, width=5.0, height=3.0)
         for i, (act, sb, _) in enumerate(CASES):
             for weights, style in (("gaussian", "-"), ("orthogonal", "--")):
-                slope = float(jacobian_spectrum(act, sigma_b2=sb, weights=weights).isometry.slope)
+                slope = float(_spectrum(act, sb, weights=weights).isometry.slope)
                 ax.plot(depths, slope * depths, style, color=f"C{i}", label=f"{act}, {weights}")
         for act, sb, weights in (("relu", 0, "gaussian"), ("hard_tanh", sp.Rational(1, 20), "orthogonal")):
             for depth in sampled:
-                J = jacobian_spectrum(act, sigma_b2=sb, depth=depth, weights=weights)
+                J = _spectrum(act, sb, depth, weights)
                 values = np.array([e.var() / e.mean() ** 2 for e in
                                    (jacobian_eigenvalues(J, width, s) for s in range(max(seeds, 4)))])
                 ax.plot([depth], [values.mean()], "ko", ms=3)
@@ -127,8 +141,12 @@ def _kernel_figure(figdir: Path, n: int, seeds: int) -> tuple:
     return figure, checks
 
 
+@single_threaded_blas
 def section(figdir: Path, depth: int = 3, width: int = 300, seeds: int = 2, samples: int = 400) -> Section:
-    """The free-probability results; `width`, `seeds`, `samples` make it cheaper for tests."""
+    """The free-probability results; `width`, `seeds`, `samples` make it cheaper for tests.  BLAS
+    runs single-threaded: the report builds its sections in parallel processes, one per core, and
+    the QR and eigendecompositions of the simulated networks took 10x longer with two threads
+    each spinning against the other processes."""
     figdir = Path(figdir)
     density_figure, density_checks = _density_figure(figdir, depth, width, seeds)
     spread_figure, spread_checks = _spread_figure(figdir, width, seeds)
