@@ -132,8 +132,9 @@ def test_blocked_evaluation_is_the_unblocked_one_to_the_bit(monkeypatch):
                                      (1 / (1 + sp.exp(q * c)), True)), sp.sqrt(q) * c], (q, c))
     rng = np.random.default_rng(5)
     qv, cv = rng.uniform(0, 800, (3001, 1)), rng.uniform(-1, 1, (1, 57))
+    monkeypatch.setattr(blocks, "BLOCK", 10_000)
     blocked = f(qv, cv)
-    assert len(blocks.row_blocks((3001, 57))) == 3
+    assert len(blocks.row_blocks((3001, 57))) == 18
     monkeypatch.setattr(blocks, "BLOCK", 10**9)
     whole = f(qv, cv)
     assert len(blocks.row_blocks((3001, 57))) == 1

@@ -5,7 +5,7 @@ on this kind of machine allocating and faulting in those pages costs about as mu
 arithmetic.  Evaluated by blocks of rows of about :data:`BLOCK` elements, the temporaries are
 reused from the heap (and stay in cache).
 
->>> row_blocks((5, 30000))
+>>> row_blocks((5, 60000))
 [slice(0, 2, None), slice(2, 4, None), slice(4, 6, None)]
 """
 
@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-BLOCK = 1 << 16
-"""Elements per block (512 KiB of float64)."""
+BLOCK = 1 << 17
+"""Elements per block (1 MiB of float64: measured best for the 1000 × 1000 Grams of ReLU)."""
 
 
 def row_blocks(shape: tuple) -> list:

@@ -561,6 +561,20 @@ def _overwritten(pair: Evaluation, where: tuple, total: Evaluation, index: np.nd
     return replace(pair, relative=max(pair.relative, total.relative_to(np.abs(total.value))))
 
 
+def _equal_pairs(a: np.ndarray, b: np.ndarray) -> tuple:
+    """(i, j) with a[i] = b[j], in order of i, by sorting b (n log n, not an n × m comparison).
+
+    >>> [v.tolist() for v in _equal_pairs(np.array([2.0, 1.0, 5.0]), np.array([1.0, 2.0, 2.0]))]
+    [[0, 0, 1], [1, 2, 0]]
+    """
+    order = np.argsort(b, kind="stable")
+    lo, hi = np.searchsorted(b[order], a, "left"), np.searchsorted(b[order], a, "right")
+    counts = hi - lo
+    starts = np.repeat(lo, counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(np.arange(a.size), counts), order[starts + offsets]
+
+
 @dataclass(frozen=True)
 class _Correlation:
     """c = kab/√(qa qb) clipped to [−1, 1] (0 where a variance is 0), by blocks of rows.
@@ -583,9 +597,12 @@ class _Correlation:
     @cached_property
     def coincident(self) -> tuple:
         """(indices of the elements with qa = qb > 0 and kab = ±qa, in row order; their c = ±1)."""
-        where = np.nonzero(np.broadcast_to((self.qa == self.qb) & (self.qa > 0), self.shape))
+        if self.qa.ndim == 2 and self.qa.shape[1] == 1 and self.qb.ndim == 2 and self.qb.shape[0] == 1:
+            where = _equal_pairs(self.qa[:, 0], self.qb[0])  # a Gram: no n × n search
+        else:
+            where = np.nonzero(np.broadcast_to(self.qa == self.qb, self.shape))
         k, q = (np.broadcast_to(v, self.shape)[where] for v in (self.kab, self.qa))
-        keep = np.abs(k) == q
+        keep = (np.abs(k) == q) & (q > 0)
         return tuple(w[keep] for w in where), np.sign(k[keep])
 
     def __call__(self, rows) -> np.ndarray:
