@@ -22,7 +22,7 @@ from timing import measure
 from derive.fisher import FisherAccuracyWarning, empirical, fisher_spectrum
 from derive.fisher.architecture import architecture
 from derive.fisher.exact import gaussian_inputs
-from derive.gaussian.tables import single_threaded_blas
+from derive.gaussian.blocks import single_threaded_blas
 
 M, DEPTH, T, C = 2000, 4, 100, 10
 ACT = ("relu", 2.0, 0.1)

@@ -33,7 +33,7 @@ import numpy as np
 from derive.errors import DomainError
 from derive.fisher.architecture import LAST_LAYERS, LOSSES, architecture, choice
 from derive.fisher.eigenvalues import DescendingEigenvalues
-from derive.gaussian.tables import single_threaded_blas
+from derive.gaussian.blocks import single_threaded_blas
 from derive.layers import Parametrisation
 
 

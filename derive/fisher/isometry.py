@@ -133,7 +133,7 @@ def conditional_empirical(activation, sigma_w2, sigma_b2, depth, *, width, ensem
     """The exact nonzero conditional-FIM spectrum of one actual network at one Gaussian input of
     per-unit variance `input_variance` (:func:`derive.fisher.exact.spectrum_of`, T = 1, M outputs)."""
     from derive.fisher.exact import gaussian_inputs, spectrum_of
-    from derive.gaussian.tables import single_threaded_blas
+    from derive.gaussian.blocks import single_threaded_blas
 
     arch = conditional_architecture(activation, sigma_w2, sigma_b2, depth, width=width, ensemble=ensemble)
     network = single_threaded_blas(arch.draw)(seed)

@@ -27,7 +27,7 @@ import numpy as np
 
 from derive.errors import DomainError
 from derive.fisher.architecture import LAST_LAYERS, architecture, choice
-from derive.gaussian.tables import single_threaded_blas
+from derive.gaussian.blocks import single_threaded_blas
 
 #: a run whose loss grows past this factor of its start has exploded (it is stopped there)
 EXPLODED = 1e6

@@ -42,7 +42,7 @@ import numpy as np
 from derive.errors import NumericError
 from derive.freeprob.inversion import HeightSchedule, Support, tanh_sinh
 from derive.freeprob.laws import SpectralLaw
-from derive.gaussian.tables import single_threaded_blas
+from derive.gaussian.blocks import single_threaded_blas
 
 RESIDUAL = 1e-12
 STEP = 0.25

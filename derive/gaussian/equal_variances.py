@@ -31,9 +31,10 @@ import sympy as sp
 
 from derive.activations import Activation
 from derive.gaussian import cache
+from derive.gaussian.blocks import single_threaded_blas
 from derive.gaussian.expectation import GaussianExpectation, expect2
 from derive.gaussian.moments import moments_of
-from derive.gaussian.tables import Table1D, Table2D, single_threaded_blas
+from derive.gaussian.tables import Table1D, Table2D
 from derive.numeric import lambdify
 from derive.symbols import c, q, q1, q2, x, y
 

@@ -41,8 +41,7 @@ import mpmath as mp
 import numpy as np
 
 from derive.errors import NumericError
-from derive.gaussian.blocks import row_blocks
-from derive.gaussian.tables import single_threaded_blas
+from derive.gaussian.blocks import row_blocks, single_threaded_blas
 
 #: the terms tried first, and the most terms in float64 (for sharp functions: a(√q z) at large
 #: q); entries whose bound needs more go to 2-D quadrature

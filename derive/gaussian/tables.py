@@ -38,30 +38,6 @@ C_BREAKS = (1.0, 0.96875, 0.9375, 0.875, 0.75, 0.5, 0.0, -0.5, -0.75, -0.875, -0
 _C_ASC = np.array(C_BREAKS[::-1])
 
 
-@cache
-def _controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def single_threaded_blas(function):
-    """Run `function` with BLAS limited to one thread for the duration of the call (threadpoolctl,
-    restored afterwards; nothing changes for other code).
-
-    The matrix products of the tables are small (16 x 20 per patch): threads cannot speed them
-    up, and on a loaded machine they spin against each other -- measured here, a cold phase
-    diagram took 20 s with two BLAS threads and 1.8 s with one."""
-    import functools
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        with _controller().limit(limits=1, user_api="blas"):
-            return function(*args, **kwargs)
-
-    return wrapper
-
-
 def chebyshev_nodes(n: int) -> np.ndarray:
     """The n Chebyshev points of the first kind on [-1, 1] (interior: no endpoint is sampled)."""
     return np.cos(np.pi * (np.arange(n) + 0.5) / n)

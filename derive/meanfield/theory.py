@@ -54,10 +54,10 @@ from derive.activations import Activation
 from derive.activations import activation as make_activation
 from derive.errors import DomainError, NoFixedPointError
 from derive.gaussian import GaussianExpectation
+from derive.gaussian.blocks import single_threaded_blas
 from derive.gaussian.cache import persisted
 from derive.gaussian.equal_variances import equal_variances
 from derive.gaussian.moments import moments_of
-from derive.gaussian.tables import single_threaded_blas
 from derive.kernel_state import KernelState
 from derive.layers import Dense, Layer, Nonlinearity, Serial, is_odd, repeat, serial
 from derive.meanfield.maps import Q_FLOOR, BlockMaps

@@ -27,7 +27,7 @@ import numpy as np
 from derive.errors import DomainError
 from derive.fisher.architecture import architecture, positive_count
 from derive.fisher.exact import gaussian_inputs, jacobian_factors
-from derive.gaussian.tables import single_threaded_blas
+from derive.gaussian.blocks import single_threaded_blas
 from derive.layers import Parametrisation
 from derive.ngd.methods import check_outputs
 from derive.ngd.methods import convention as pick_convention

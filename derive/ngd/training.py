@@ -29,7 +29,7 @@ import numpy as np
 from derive.errors import DomainError
 from derive.fisher.exact import gaussian_inputs, jacobian_factors
 from derive.fisher.training import moved
-from derive.gaussian.tables import single_threaded_blas
+from derive.gaussian.blocks import single_threaded_blas
 from derive.ngd.alpha import ngd_alpha
 from derive.ngd.dynamics import kernel_prediction
 from derive.ngd.methods import convention as pick_convention

@@ -20,7 +20,7 @@ import sympy as sp
 from derive.freeprob import MarchenkoPastur, ck_spectrum, jacobian_spectrum, ntk_spectrum
 from derive.freeprob.engine import critical_point
 from derive.freeprob.sampling import jacobian_eigenvalues, kernel_eigenvalues, ks_distance
-from derive.gaussian.tables import single_threaded_blas
+from derive.gaussian.blocks import single_threaded_blas
 from derive.report import Check, Checks, Heading, Listing, Paragraph, Section, Table, figures, text
 
 #: (activation, σ_b², weights) of the density figure; σ_w² on the critical line
