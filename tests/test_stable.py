@@ -22,7 +22,7 @@ import mpmath as mp
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import derive
@@ -314,6 +314,7 @@ _EXPRESSIONS = st.recursive(_LEAVES, _extend, max_leaves=6).filter(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.filter_too_much])
 @given(expr=_EXPRESSIONS, point=st.sampled_from([-2.5, -0.9, -0.3, 1e-3, 0.4, 0.99, 1.7, 6.0]))
+@example(expr=T + sp.exp(T) - sp.exp(sp.exp(T) - sp.exp(2)), point=-2.5)  # conditions nest as ITE
 def test_stable_form_preserves_value(expr, point):
     value = sp.N(expr.subs(T, sp.Float(point, 40)), 30)
     assume(value.is_real and value.is_finite and abs(value) < 1e30)

@@ -267,6 +267,8 @@ class _Walk:
             return np.logical_and.reduce(parts) if isinstance(cond, sp.And) else np.logical_or.reduce(parts)
         if isinstance(cond, sp.Not):
             return np.logical_not(self._truth(cond.args[0]))
+        if isinstance(cond, sp.ITE):  # SymPy's if-then-else of conditions (nested Piecewise)
+            return np.where(*(self._truth(a) for a in cond.args))
         if type(cond) in _RELATIONS:
             return _RELATIONS[type(cond)](self.value(cond.lhs), self.value(cond.rhs))
         raise NumericError(f"cannot evaluate the condition {cond}")
