@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import mpmath as mp
 import numpy as np
@@ -100,15 +101,30 @@ class PiecewisePolynomial:
     def mp_smoothed(self, m, s) -> tuple:
         """(E p(m + sZ), the sum of its terms' magnitudes) at the current mpmath precision, s > 0."""
         value = scale = mp.mpf(0)
-        for left, right, coefficients in self.exact:
-            a = [_mp(k) for k in coefficients]
-            moments = _mp_truncated_moments((_mp(left) - m) / s, (_mp(right) - m) / s, len(a) - 1)
-            for k, moment in enumerate(moments):  # P^(k)(m)/k! = Σ_j C(j, k) a_j m^(j−k)
-                derivative = mp.fsum(mp.binomial(j, k) * a[j] * m ** (j - k) for j in range(k, len(a)))
-                term = derivative * s**k * moment
+        for left, right, a in _mp_pieces(self, mp.mp.prec):
+            moments = _mp_truncated_moments((left - m) / s, (right - m) / s, len(a) - 1)
+            taylor = _taylor(a, m)
+            for k, moment in enumerate(moments):
+                term = taylor[k] * s**k * moment
                 value += term
                 scale += abs(term)
         return value, scale
+
+
+@lru_cache(maxsize=64)
+def _mp_pieces(p: PiecewisePolynomial, prec: int) -> tuple:
+    """The exact pieces of `p` as mpf (left, right, ascending coefficients) at `prec` bits."""
+    return tuple((_mp(left), _mp(right), tuple(map(_mp, coefficients)))
+                 for left, right, coefficients in p.exact)
+
+
+def _taylor(a, m) -> list:
+    """The coefficients P^(k)(m)/k! of P(t) = Σ_j a_j t^j about m (repeated synthetic division)."""
+    b = list(a)
+    for k in range(len(b) - 1):
+        for j in range(len(b) - 2, k - 1, -1):
+            b[j] += m * b[j + 1]
+    return b
 
 
 def _mp(number):
@@ -117,10 +133,12 @@ def _mp(number):
 
 
 def _mp_truncated_moments(alpha, beta, degree: int) -> list:
-    """T_k(α, β) at the current precision (the tail form on the side of both ends, as in float)."""
+    """T_k(α, β) at the current precision (the tail form on the side of both ends, as in float;
+    Φ(−t) = erfc(t/√2)/2)."""
     far, near = (alpha, beta) if alpha >= 0 else (-beta, -alpha)
-    out = [mp.ncdf(-far) - mp.ncdf(-near)]
-    edge = lambda t, k: t**k * mp.npdf(t) if mp.isfinite(t) else mp.mpf(0)  # noqa: E731
+    root2, root2pi = mp.sqrt(2), mp.sqrt(2 * mp.pi)
+    out = [(mp.erfc(far / root2) - mp.erfc(near / root2)) / 2]
+    edge = lambda t, k: t**k * mp.exp(-t * t / 2) / root2pi if mp.isfinite(t) else mp.mpf(0)  # noqa: E731
     if degree >= 1:
         out.append(edge(alpha, 0) - edge(beta, 0))
     for k in range(2, degree + 1):
