@@ -129,7 +129,10 @@ def _nodes(ends, digits: float, which: int) -> tuple:
     return zs, ws
 
 
+@lru_cache(maxsize=256)
 def _mp_function(body: sp.Expr, variables: tuple):
+    """`body` as an mpmath function of `variables` (cached: the same integrand recurs at each
+    precision and point)."""
     if body.has(sp.DiracDelta):
         raise NumericError(f"cannot integrate a Dirac delta numerically in {body}; "
                            "reduce it first with derive.expect")
