@@ -29,6 +29,7 @@ from derive.symbols import c, q, q1, q2, x, y, z
 POINT_1D = {q: sp.Rational(7, 10)}
 POINT_2D = {q1: sp.Rational(7, 10), q2: sp.Rational(13, 10), c: sp.Rational(3, 5)}
 DPS = 30
+DOT_DPS = 8
 
 
 def _moments(act):
@@ -76,10 +77,10 @@ def _figure(act, rows, figdir: Path):
     with figures.print_style():
         fig, (left, right) = figures.new(2, height=2.8)
         qs = np.geomspace(1e-2, 1e2, 200)
-        q_marks = np.geomspace(1e-2, 1e2, 7)
+        q_marks = np.geomspace(1e-2, 1e2, 7)  # dots to DOT_DPS digits: far below what a plot shows
         for label, expr, integrand, variables, _ in rows[::2]:
             left.plot(qs, lambdify(expr, [q])(qs), label=f"${latex(label)}$")
-            ref = [float(mp_expectation(integrand, variables, (sp.Float(v),), dps=15)) for v in q_marks]
+            ref = [float(mp_expectation(integrand, variables, (sp.Float(v),), dps=DOT_DPS)) for v in q_marks]
             left.plot(q_marks, ref, "k.", ms=4)
         left.set(xscale="log", xlabel="$q$", title="1-D (lines: numpy, dots: mpmath)")
         cs = np.linspace(-1, 1, 101)
