@@ -58,7 +58,7 @@ def _relative(a, b) -> float:
     return float(abs(mp.mpf(a) - mp.mpf(b)) / max(abs(mp.mpf(b)), mp.mpf(10) ** -DPS))
 
 
-def _check_one(name, expr, integrand, variables, parameters) -> list[Check]:
+def _check_one(name, expr, numeric, integrand, variables, parameters) -> list[Check]:
     point = POINT_1D if len(variables) == 1 else POINT_2D
     values = tuple(p.xreplace(point) for p in parameters)
     reference = mp_expectation(integrand, variables, values, dps=DPS)
@@ -67,8 +67,8 @@ def _check_one(name, expr, integrand, variables, parameters) -> list[Check]:
         closed = sp.N(expr.xreplace(point), DPS + 5)
         checks.append(Check(text(name, f": closed form vs mpmath ({DPS} digits)"),
                             _relative(str(closed), reference), 1e-25))
-    numeric = lambdify(expr, list(parameters))(*map(float, values))
-    checks.append(Check(text(name, ": numpy evaluator vs mpmath"), _relative(float(numeric), reference),
+    checks.append(Check(text(name, ": numpy evaluator vs mpmath"),
+                        _relative(float(numeric(*map(float, values))), reference),
                         1e-11))
     return checks
 
@@ -78,14 +78,14 @@ def _figure(act, rows, figdir: Path):
         fig, (left, right) = figures.new(2, height=2.8)
         qs = np.geomspace(1e-2, 1e2, 200)
         q_marks = np.geomspace(1e-2, 1e2, 7)  # dots to DOT_DPS digits: far below what a plot shows
-        for label, expr, integrand, variables, _ in rows[::2]:
-            left.plot(qs, lambdify(expr, [q])(qs), label=f"${latex(label)}$")
+        for label, numeric, integrand, variables in rows[::2]:
+            left.plot(qs, numeric(qs), label=f"${latex(label)}$")
             ref = [float(mp_expectation(integrand, variables, (sp.Float(v),), dps=DOT_DPS)) for v in q_marks]
             left.plot(q_marks, ref, "k.", ms=4)
         left.set(xscale="log", xlabel="$q$", title="1-D (lines: numpy, dots: mpmath)")
         cs = np.linspace(-1, 1, 101)
-        for label, expr, *_ in rows[1::2]:
-            right.plot(cs, lambdify(expr, [q1, q2, c])(1.0, 1.0, cs), label=f"${latex(label)}$")
+        for label, numeric, *_ in rows[1::2]:
+            right.plot(cs, numeric(1.0, 1.0, cs), label=f"${latex(label)}$")
         right.set(xlabel="$c$ ($q_1 = q_2 = 1$)", title="2-D")
         for ax in (left, right):
             figures.legend_below(ax, ncols=1)
@@ -103,8 +103,9 @@ def _activation_block(act, figdir: Path) -> list:
         expr = _derive(integrand, variables, parameters)
         how = "numerical quadrature" if isinstance(expr, GaussianExpectation) else "closed form"
         cells.append((text(label), text(expr), how))
-        rows.append((label, expr, integrand, variables, parameters))
-        checks += _check_one(text(f"{act.name} ", label), expr, integrand, variables, parameters)
+        numeric = lambdify(expr, list(parameters))  # compiled once: the checks and the figure use it
+        rows.append((label, numeric, integrand, variables))
+        checks += _check_one(text(f"{act.name} ", label), expr, numeric, integrand, variables, parameters)
     blocks = [Heading(text(f"{act.name}: ", sp.Eq(phi(x), act.expr, evaluate=False))),
               Paragraph(f"Source: {act.source}."),
               Table(("expectation", "result", "obtained by"), tuple(cells))]
