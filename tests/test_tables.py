@@ -8,6 +8,7 @@ import gc
 import multiprocessing
 import os
 
+import mpmath as mp
 import numpy as np
 import pytest
 
@@ -88,6 +89,24 @@ def test_table2d_values_and_c_slopes_against_the_function():
     exact = f2(t, c)[0]
     assert np.all(np.abs(values[0] - exact) <= tol * np.maximum(1, np.abs(exact)))  # the requested accuracy
     assert np.max(np.abs(slopes[0] - df2_dc(t, c))) < 1e-10
+
+
+def test_the_reported_errors_hold_against_30_digit_values():
+    """error_bound bounds the actual error, rounding included, at tolerances down to below the
+    rounding level (where the coefficient tail alone did not); max_error stays small."""
+    rng = np.random.default_rng(5)
+    t, c = rng.uniform(-3, 4, 1500), rng.uniform(-1, 1, 1500)
+    with mp.workdps(30):
+        peak = [1 / (1 + 400 * (mp.mpf(a) - mp.mpf("0.3"))**2) for a in t]
+        exact1 = np.array([[float(mp.exp(mp.sin(mp.mpf(a)))) for a in t], [float(p) for p in peak]])
+        exact2 = np.array([[float(mp.exp(-mp.mpf(a) / 3) * mp.cos(2 * mp.mpf(b)) + mp.mpf(b)**3)
+                            for a, b in zip(t, c, strict=True)]])
+    for tol in (1e-13, 1e-15):
+        one, two = Table1D(f1, 2, tol=tol), Table2D(f2, 1, tol=tol)
+        for error, bound, top in ((np.abs(one(t) - exact1), one.error_bound(t), one.max_error),
+                                  (np.abs(two(t, c) - exact2), two.error_bound(t, c), two.max_error)):
+            assert np.all(error <= bound)
+            assert top < 1e-13  # honest, and not hopelessly pessimistic
 
 
 def test_table_states_round_trip_without_sampling():

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 #: the layout of a file; bump it when the stored arrays change meaning
-FORMAT = 1
+FORMAT = 2
 _OFF = ("0", "off", "false", "no")
 _registry: weakref.WeakSet = weakref.WeakSet()
 _saved: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -10,8 +10,12 @@ and afterwards evaluates it by a few matrix products per panel.
 The error estimate of a panel is |a_{n-1}| + |a_{n-2}| relative to the largest
 sampled value: for analytic functions the Chebyshev coefficients decay
 geometrically and their tail bounds the interpolation error (Trefethen,
-*Approximation Theory and Approximation Practice*, ch. 7-8).  ``max_error`` is
-the largest estimate over the built panels.
+*Approximation Theory and Approximation Practice*, ch. 7-8); panels are refined on
+it.  The reported error adds the rounding of an evaluation (:func:`_rounding`):
+the sum of the series (4 n u Σ|a_k|, n terms per variable) and the map of a point
+to the panel's [-1, 1] (4 u (reach + half-width) times a bound on the slope, from
+the coefficients of the derivative).  ``max_error`` is the largest reported error
+over the built panels; the sampled values' own error is the caller's to add.
 
 >>> import numpy as np
 >>> table = Table1D(lambda t: np.stack([np.exp(np.sin(t))]), size=1)
@@ -128,6 +132,20 @@ def _tail(coef: np.ndarray, axis: int, scale: np.ndarray) -> float:
     return float(np.max(tail / scale))
 
 
+def _rounding(coef: np.ndarray, halves: tuple, reaches: tuple) -> np.ndarray:
+    """A bound on the rounding of evaluating the Chebyshev series `coef` (m, n₁[, n₂]) at a
+    point, per function: 4 u (n₁ + n₂) Σ|a| for the recurrences and sums, plus, per variable,
+    4 u (reach + half) Σ|a′| for mapping the point to [-1, 1] (|Δs| <= 4 u (reach + half)/half
+    times |∂f/∂s| <= half Σ|a′|, a′ the coefficients of ∂f/∂x)."""
+    u = np.finfo(float).eps / 2
+    axes = tuple(range(1, coef.ndim))
+    out = 4 * u * sum(coef.shape[1:]) * np.abs(coef).sum(axis=axes)
+    for axis, half, reach in zip(axes, halves, reaches, strict=True):
+        slope = chebyshev.chebder(coef, axis=axis) / half
+        out = out + 4 * u * (reach + half) * np.abs(slope).sum(axis=axes)
+    return out
+
+
 def _at_minus_one(coef: np.ndarray) -> np.ndarray:
     """A Chebyshev series (last axis) evaluated at s = -1."""
     return (coef * (-1.0) ** np.arange(coef.shape[-1])).sum(axis=-1)
@@ -138,8 +156,9 @@ class _Panel:
     lo: float
     hi: float
     coef: np.ndarray  # (m, n) or (m, nx, ny)
-    error: float
+    error: float  # the coefficient tail relative to `scale` (refinement reads it)
     scale: np.ndarray  # (m,) the largest sampled |value| of each function: the error's unit
+    rounding: np.ndarray  # (m,) the rounding of an evaluation (absolute): see _rounding
     icoef: np.ndarray | None = None  # 2-D: coefficients of the integral from c up to the top (y = 1)
     slope: np.ndarray | None = None  # 1-D: coefficients (m, n) of the t-derivative of each function
 
@@ -165,8 +184,8 @@ class Table1D:
 
     @property
     def max_error(self) -> float:
-        """The largest error estimate (relative to the panel's values) over the built panels."""
-        return max((p.error for p in self._panels), default=0.0)
+        """The largest reported error (relative to the panel's values) over the built panels."""
+        return max((_reported(p) for p in self._panels), default=0.0)
 
     def _fit(self, lo: float, hi: float) -> _Panel:
         t = (lo + hi) / 2 + (hi - lo) / 2 * chebyshev_nodes(self.n)
@@ -177,7 +196,8 @@ class Table1D:
         scale = np.maximum(np.abs(values).max(axis=1), 1e-300)
         slope = np.zeros_like(coef)
         slope[:, :-1] = chebyshev.chebder(coef, axis=1) / ((hi - lo) / 2)
-        return _Panel(lo, hi, coef, _tail(coef, 1, scale), scale, slope=slope)
+        rounding = _rounding(coef, ((hi - lo) / 2,), (max(abs(lo), abs(hi)),))
+        return _Panel(lo, hi, coef, _tail(coef, 1, scale), scale, rounding, slope=slope)
 
     def _build(self, lo: float, hi: float, depth: int = 0) -> list[_Panel]:
         panel = self._fit(lo, hi)
@@ -221,7 +241,8 @@ class Table1D:
                 "coef": _stack([p.coef for p in ps], (self.size, self.n)),
                 "slope": _stack([p.slope for p in ps], (self.size, self.n)),
                 "error": np.array([p.error for p in ps]),
-                "scale": _stack([p.scale for p in ps], (self.size,))}
+                "scale": _stack([p.scale for p in ps], (self.size,)),
+                "rounding": _stack([p.rounding for p in ps], (self.size,))}
 
     def merge(self, state: dict) -> None:
         """Add the panels of a :meth:`state` in the cells not built here."""
@@ -229,7 +250,8 @@ class Table1D:
         new = set(cells.tolist()) - self._built
         for key in sorted(new):
             self._add(key, [_Panel(float(state["lo"][i]), float(state["hi"][i]), state["coef"][i],
-                                   float(state["error"][i]), state["scale"][i], slope=state["slope"][i])
+                                   float(state["error"][i]), state["scale"][i], state["rounding"][i],
+                                   slope=state["slope"][i])
                             for i in np.flatnonzero(cells == key)])
         if new:
             self._sorted()
@@ -253,15 +275,15 @@ class Table1D:
         return index
 
     def error_bound(self, t) -> np.ndarray:
-        """The estimated interpolation error of the m functions at the points t, an (m, len(t))
-        array: each panel's coefficient tail times its largest sampled |value|."""
+        """The error of the m functions at the points t, an (m, len(t)) array: each panel's
+        coefficient tail times its largest sampled |value|, plus the rounding of an evaluation."""
         t = np.asarray(t, dtype=float).ravel()
         self._ensure(t)
         index = self._index(t)
         out = np.empty((self.size, t.size))
         for i, where in _groups(index):
             p = self._panels[i]
-            out[:, where] = (p.error * p.scale)[:, None]
+            out[:, where] = (p.error * p.scale + p.rounding)[:, None]
         return out
 
     def __call__(self, t, derivative: bool = False, functions=None):
@@ -314,7 +336,8 @@ class Table2D:
 
     @property
     def max_error(self) -> float:
-        return max((p.error for col in self._columns.values() for ps in col.cuts.values() for p in ps),
+        """The largest reported error (relative to the patch's values) over the built patches."""
+        return max((_reported(p) for col in self._columns.values() for ps in col.cuts.values() for p in ps),
                    default=0.0)
 
     @property
@@ -329,7 +352,8 @@ class Table2D:
                "lo": np.array([p.lo for *_, p in rows]), "hi": np.array([p.hi for *_, p in rows]),
                "coef": _stack([p.coef for *_, p in rows], (self.size, self.nx, self.ny)),
                "error": np.array([p.error for *_, p in rows]),
-               "scale": _stack([p.scale for *_, p in rows], (self.size,))}
+               "scale": _stack([p.scale for *_, p in rows], (self.size,)),
+               "rounding": _stack([p.rounding for *_, p in rows], (self.size,))}
         if self.with_integral:  # Chebyshev integration adds a coefficient in c
             out["icoef"] = _stack([p.icoef for *_, p in rows], (self.size, self.nx, self.ny + 1))
         return out
@@ -345,7 +369,7 @@ class Table2D:
             at = np.flatnonzero(keys == key)
             at = at[np.argsort(state["lo"][at])]
             col.cuts[j] = [_Panel(float(state["lo"][i]), float(state["hi"][i]), state["coef"][i],
-                                  float(state["error"][i]), state["scale"][i],
+                                  float(state["error"][i]), state["scale"][i], state["rounding"][i],
                                   icoef=state["icoef"][i] if self.with_integral else None) for i in at]
             col.lows[j] = state["lo"][at]
 
@@ -359,7 +383,9 @@ class Table2D:
         coef = np.einsum("ki,mij,lj->mkl", _transform(self.nx), values, _transform(self.ny))
         scale = np.maximum(np.abs(values).reshape(self.size, -1).max(axis=1), 1e-300)
         error = max(_tail(coef, 1, scale), _tail(coef, 2, scale))
-        return _Panel(y0, y1, coef, error, scale)
+        halves = ((x1 - x0) / 2, (y1 - y0) / 2)
+        rounding = _rounding(coef, halves, (max(abs(x0), abs(x1)), max(abs(y0), abs(y1))))
+        return _Panel(y0, y1, coef, error, scale, rounding)
 
     def _build(self, col: _Column, y0: float, y1: float, depth: int = 0) -> list[_Panel]:
         """Patches covering [y0, y1] in column `col`, ascending."""
@@ -442,6 +468,15 @@ class Table2D:
                         out[f, idx] = clenshaw(B[f], s)
         return (out, dout) if slope else out
 
+    def error_bound(self, t, c) -> np.ndarray:
+        """The error of the m functions at the points (t, c), an (m, N) array: each patch's
+        coefficient tail times its largest sampled |value|, plus the rounding of an evaluation."""
+        t, c = np.asarray(t, dtype=float).ravel(), np.asarray(c, dtype=float).ravel()
+        out = np.empty((self.size, t.size))
+        for _, _, p, at in self._locate(t, c):
+            out[:, at] = (p.error * p.scale + p.rounding)[:, None]
+        return out
+
     def __call__(self, t, c) -> np.ndarray:
         """The m functions at the points (t, c): an (m, N) array."""
         return self._evaluate(t, c, "value", False)
@@ -455,6 +490,11 @@ class Table2D:
         if not self.with_integral:
             raise NumericError("this table was built without integral=True")
         return self._evaluate(t, c, "integral", False)
+
+
+def _reported(p: _Panel) -> float:
+    """A panel's reported error relative to its values: the tail plus the rounding."""
+    return p.error + float(np.max(p.rounding / p.scale))
 
 
 def _stack(arrays: list, shape: tuple) -> np.ndarray:
