@@ -47,7 +47,7 @@ class _Untracked:
     (``__array_ufunc__ = None`` makes numpy defer), gives itself.
 
     >>> import numpy as np
-    >>> UNTRACKED * np.ones(3) + 1 is UNTRACKED
+    >>> (UNTRACKED * np.ones(3) + 1) ** 2 is UNTRACKED
     True
     """
 
@@ -57,6 +57,7 @@ class _Untracked:
         return self
 
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _self
+    __pow__ = __rpow__ = _self
     __neg__ = _self
 
     def __repr__(self) -> str:
