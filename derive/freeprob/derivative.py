@@ -22,6 +22,7 @@ erf(1)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -266,7 +267,8 @@ class DerivativeLaw(SpectralLaw):
         df = self._d_functions[1]
         slope = df(h)
         idx = np.flatnonzero(np.sign(slope[1:]) * np.sign(slope[:-1]) < 0)
-        exact = [i for i in np.flatnonzero(slope == 0) if 0 < i < h.size - 1]
+        zero = slope == 0  # isolated zeros only: on a flat piece (ELU for h > 0) there is no critical point
+        exact = [i for i in np.flatnonzero(zero) if 0 < i < h.size - 1 and not (zero[i - 1] or zero[i + 1])]
         lo, hi = h[idx], h[idx + 1]
         for _ in range(60):
             mid = (lo + hi) / 2
@@ -282,25 +284,46 @@ class DerivativeLaw(SpectralLaw):
 
     @cached_property
     def _range(self) -> tuple:
-        _, d = self._grid
-        return float(d.min()), float(d.max())
+        _, _, values = self._pieces
+        return float(values.min()), float(values.max())
+
+    @cached_property
+    def _pieces(self) -> tuple:
+        """(left ends, right ends, values of φ′² at both) in h of the pieces of |h| <= 10.5√q on
+        which φ′² is monotone: split at its critical points and kinks, so that each holds at most
+        one root of φ′²(h) = t (two roots within one step of a grid would be missed).  The values
+        are taken one ulp inside each piece (the sides of a kink)."""
+        sq = np.sqrt(float(self.q))
+        kinks = [float(k) for k in self.act.kinks if abs(float(k)) < _REACH * sq]
+        ends = np.unique(np.concatenate([[-_REACH * sq, _REACH * sq], sq * np.array(self._critical), kinks]))
+        lo, hi = ends[:-1], ends[1:]
+        f = self._d_functions[0]
+        return lo, hi, np.stack([f(np.nextafter(lo, hi)), f(np.nextafter(hi, lo))])
 
     @cached_property
     def _grid(self) -> tuple:
         h = np.linspace(-_REACH, _REACH, 20001) * np.sqrt(float(self.q))
         return h, self._d_functions[0](h)
 
+    @cached_property
+    def _flat(self) -> np.ndarray:
+        """Which monotone pieces φ′² is constant on (its slope zero at 5 interior points)."""
+        lo, hi, _ = self._pieces
+        inside = lo[:, None] + (hi - lo)[:, None] * np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+        return np.all(self._d_functions[1](inside) == 0, axis=1)
+
     def density(self, t) -> np.ndarray:
-        """ρ(t) = Σ_{φ′(h)² = t} N(h; 0, q)/|∂_h φ′(h)²| (|h| <= 10.5√q)."""
+        """ρ(t) = Σ_{φ′(h)² = t} N(h; 0, q)/|∂_h φ′(h)²| (|h| <= 10.5√q), each root found by
+        bisection in the monotone piece (:attr:`_pieces`) that holds it."""
         t = np.asarray(t, dtype=float)
         flat = t.ravel()
-        h, d = self._grid
+        ends_lo, ends_hi, (d_lo, d_hi) = self._pieces
         f, df = self._d_functions
         qv = float(self.q)
         rho = np.zeros(flat.size)
-        crossings = (d[:-1, None] - flat) * (d[1:, None] - flat) < 0  # (intervals, points)
+        crossings = (d_lo[:, None] - flat) * (d_hi[:, None] - flat) < 0  # (pieces, points)
         iv, ip = np.nonzero(crossings)
-        lo, hi = h[iv], h[iv + 1]
+        lo, hi = ends_lo[iv], ends_hi[iv]
         target = flat[ip]
         flo = f(lo) - target
         for _ in range(60):
@@ -316,14 +339,42 @@ class DerivativeLaw(SpectralLaw):
         return rho.reshape(t.shape)
 
     def support(self) -> Support:
-        """[min, max] of φ′² over |h| <= 10.5√q (a single band: φ′² is continuous)."""
+        """The bands of φ′² over |h| <= 10.5√q — the union of the ranges of its monotone pieces
+        (one band where φ′² is continuous) — and its atoms: where φ′² is constant on a piece (ELU
+        for h > 0), mass (erf(b/√(2q)) − erf(a/√(2q)))/2 there.  Checked: the density integrates
+        to 1 less the atoms (tanh–sinh between the values of φ′² at the ends of the pieces, where
+        it may diverge like an inverse square root)."""
         if "_support" not in self.__dict__:
-            _, d = self._grid
-            band = (float(d.min()), float(d.max()))
-            mass, err = tanh_sinh(self.density, *band)
-            if abs(mass - 1) > 1e-8 + err:
-                raise NumericError(f"the density of {self.name} integrates to {mass:.12g}: φ′² has "
-                                   "flat pieces or several bands; cannot decide its support")
-            self.__dict__["_support"] = Support((band,), (), mass, abs(mass - 1),
-                                                "range of φ′² on a grid; change-of-variables density")
+            lo, hi, values = self._pieces
+            flat = self._flat
+            atoms: dict = {}
+            for a, b, v in zip(lo[flat], hi[flat], values[0][flat], strict=True):
+                atoms[float(v)] = atoms.get(float(v), 0.0) + _gaussian_mass(a, b, float(self.q))
+            breaks = np.unique(values[:, ~flat])
+            parts = [tanh_sinh(self.density, a, b) for a, b in zip(breaks[:-1], breaks[1:], strict=True)]
+            mass = sum(m for m, _ in parts) + sum(atoms.values())
+            err = sum(e for _, e in parts)
+            if not (abs(mass - 1) <= 1e-8 and err <= 1e-8):
+                raise NumericError(f"the density of {self.name} integrates to {mass:.12g} with its atoms "
+                                   f"(error estimate {err:.1e}), not 1: the quadrature did not converge; "
+                                   "use .moments or .stieltjes")
+            how = "ranges of the monotone pieces of φ′²; change-of-variables density"
+            bands = _union(np.sort(values[:, ~flat], axis=0).T)
+            self.__dict__["_support"] = Support(bands, tuple(sorted(atoms.items())), mass, abs(mass - 1), how)
         return self.__dict__["_support"]
+
+
+def _gaussian_mass(a: float, b: float, q: float) -> float:
+    """P(a < h < b) for h ~ N(0, q)."""
+    return float((math.erf(b / math.sqrt(2 * q)) - math.erf(a / math.sqrt(2 * q))) / 2)
+
+
+def _union(intervals) -> tuple:
+    """The union of closed intervals [(a, b), ...] as sorted disjoint (a, b) tuples."""
+    out: list = []
+    for a, b in sorted(map(tuple, intervals)):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return tuple((float(a), float(b)) for a, b in out)
