@@ -30,7 +30,7 @@ that does not integrate to its mass.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import sympy as sp
@@ -196,21 +196,24 @@ class RootTracker:
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
-    def _coefficients(self) -> list:
-        poly = sp.Poly(self.relation.equation("G", factored=False), G_)
-        out = []
-        for c in poly.all_coeffs():
-            pz = sp.Poly(c, Z)
-            out.append(np.array([complex(sp.N(v, 30)) for v in pz.all_coeffs()]))
-        return [c.real if not np.any(c.imag) else c for c in out]
+    def _matrix(self) -> np.ndarray:
+        return g_coefficients(self.relation)
+
+    def coefficients(self, z: np.ndarray) -> np.ndarray:
+        """c_k(z), shape (N, d + 1): P(z, zG − 1) = Σ_k c_k(z) G^{d−k} (Horner in z, all k at once)."""
+        c = self._matrix
+        out = np.broadcast_to(c[:, 0], (z.size, c.shape[0])).astype(np.result_type(c, z))
+        for column in c.T[1:]:
+            out = out * z[:, None] + column
+        return out
 
     def roots(self, z: np.ndarray) -> np.ndarray:
         """All d roots G of P(z, zG − 1) = 0 at each z, shape (N, d): eigenvalues of the companion
         matrices, real ones (faster) where z and the coefficients are real."""
         z = np.asarray(z)
-        real = not any(np.iscomplexobj(c) for c in self._coefficients) and not np.any(np.imag(z))
+        real = not np.iscomplexobj(self._matrix) and not np.any(np.imag(z))
         z = z.real if real else z.astype(complex)
-        coeffs = np.stack([np.polyval(c, z) for c in self._coefficients], axis=-1)  # (N, d+1)
+        coeffs = self.coefficients(z)  # (N, d+1)
         with np.errstate(all="ignore"):
             monic = coeffs[:, 1:] / coeffs[:, :1]
         d = monic.shape[1]
@@ -310,7 +313,7 @@ class RootTracker:
 
     def condition(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         """First-order float64 error bound of the root g: eps Σ_k |c_k(z)| |g|^k / |∂_G P|."""
-        coeffs = [np.polyval(c, z) for c in self._coefficients]
+        coeffs = self.coefficients(z).T
         d = len(coeffs) - 1
         size = sum(np.abs(c) * np.abs(g) ** (d - k) for k, c in enumerate(coeffs))
         slope = sum((d - k) * c * g ** (d - k - 1) for k, c in enumerate(coeffs[:-1]))
@@ -373,7 +376,7 @@ class RootTracker:
     @cached_property
     def _poles(self) -> np.ndarray:
         """Real zeros of the leading coefficient of P(z, zG − 1) in G, and 0: where G may have poles."""
-        lead = self._coefficients[0]
+        lead = np.trim_zeros(self._matrix[0], "f")
         roots = np.roots(lead) if lead.size > 1 else np.array([])
         real = np.sort(roots[np.abs(roots.imag) <= 1e-6 * (1 + np.abs(roots))].real)
         groups: list = []  # a multiple zero comes out split: merge within 1e-6 and average
@@ -395,7 +398,7 @@ class RootTracker:
     def _polish(self, z, g):
         """Three Newton steps on P(z, zG − 1) = Σ_k c_k(z) G^{d−k} (each taken only when smaller
         than 1e-6 |G|: a correction, never a jump to another root)."""
-        coeffs = [np.polyval(c, z) for c in self._coefficients]
+        coeffs = self.coefficients(z).T
         d = len(coeffs) - 1
         with np.errstate(all="ignore"):
             for _ in range(3):
@@ -430,21 +433,35 @@ class ClusterSeries:
 
     @classmethod
     def build(cls, tracker: RootTracker):
-        rel = tracker.relation
-        if not rel.is_explicit_inverse:
-            return None
-        num, den = sp.fraction(sp.cancel(rel.inverse))
+        """The series at the first multiple zero M₀ of f that the continuation confirms, or None."""
+        for expansion in cls.expansions(tracker.relation):
+            chosen = cls._orient(tracker, *expansion)
+            if chosen is not None:
+                return chosen
+        return None
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def expansions(relation: Relation) -> tuple:
+        """(M₀, L, h(M₀), coefficients of u(t), radius R) for every zero M₀ of order L >= 2 of the
+        numerator of M⁻¹ (none unless M⁻¹ is explicit): derived once per relation."""
+        if not relation.is_explicit_inverse:
+            return ()
+        num, den = sp.fraction(sp.cancel(relation.inverse))
         num = sp.Poly(num, M_)
+        out = []
         for factor, order in num.sqf_list()[1]:
             if factor.degree() != 1 or order < 2:
                 continue
             m0 = sp.solve(factor.as_expr(), M_)[0]
-            series = cls._series(num.as_expr(), den, m0, order)
+            series = ClusterSeries._series(num.as_expr(), den, m0, order)
             if series is not None:
-                chosen = cls._orient(tracker, complex(sp.N(m0, 30)), order, *series)
-                if chosen is not None:
-                    return chosen
-        return None
+                h0, b = series
+                b.flags.writeable = False
+                tail = [abs(c) ** (-1 / j) for j, c in enumerate(b)
+                        if j >= ClusterSeries.TERMS // 2 and abs(c) > 0]
+                out.append((complex(sp.N(m0, 30)), order, h0, b, min(tail) if tail else np.inf))
+        return tuple(out)
 
     @classmethod
     def _series(cls, num, den, m0, order):
@@ -466,9 +483,7 @@ class ClusterSeries:
         return h[0], _reverse_numeric(phi)
 
     @classmethod
-    def _orient(cls, tracker, m0, order, h0, b):
-        tail = [abs(c) ** (-1 / j) for j, c in enumerate(b) if j >= cls.TERMS // 2 and abs(c) > 0]
-        radius = min(tail) if tail else np.inf
+    def _orient(cls, tracker, m0, order, h0, b, radius):
         # a reference point inside the disc where float64 is good: the farthest from 0 first, where
         # the L roots are best separated (next to 0 the continuation is ill-conditioned)
         for scale in 10.0 ** np.arange(-1, -9, -1):
@@ -543,6 +558,22 @@ def _match(roots: np.ndarray, previous: np.ndarray, z: np.ndarray, q: np.ndarray
     ok = np.isfinite(d1) & ((d1 <= _ACCEPT * d2) | coincide)
     lower = r2.imag < r1.imag
     return np.where(coincide & lower, r2, r1), ok
+
+
+@lru_cache(maxsize=64)
+def g_coefficients(relation: Relation) -> np.ndarray:
+    """The coefficients of P(z, zG − 1) = Σ_k c_k(z) G^{d−k} as a read-only (d + 1, n + 1) array,
+    row k the coefficients of c_k (highest power of z first, zero-padded to the largest degree n),
+    at 30 digits rounded to float64 (real when they all are): derived once per relation."""
+    poly = sp.Poly(relation.equation("G", factored=False), G_)
+    rows = [np.array([complex(sp.N(v, 30)) for v in sp.Poly(c, Z).all_coeffs()]) for c in poly.all_coeffs()]
+    width = max(r.size for r in rows)
+    out = np.zeros((len(rows), width), dtype=complex)
+    for k, r in enumerate(rows):
+        out[k, width - r.size:] = r
+    out = out.real.copy() if not np.any(out.imag) else out
+    out.flags.writeable = False
+    return out
 
 
 def _rational(expr) -> sp.Expr:
@@ -620,20 +651,49 @@ class Inversion:
         return rho
 
 
+@dataclass(frozen=True)
+class ExactPoints:
+    """What the exact polynomial P says about the support, derived once per relation: the real
+    zeros of the discriminant of P in M, the real poles a != 0 (zeros of the leading coefficient),
+    and the exact atom candidates — 1 + M₀ for the roots M₀ of P(0, ·) (``at_zero``), and per pole
+    u/a for the roots u != 0 of the lowest-order coefficient in v of P(a + v, u/v)·v^d
+    (``at_poles``)."""
+
+    discriminant_zeros: tuple
+    poles: tuple
+    at_zero: tuple
+    at_poles: tuple
+
+    @classmethod
+    @lru_cache(maxsize=64)
+    def of(cls, relation: Relation) -> ExactPoints:
+        exact = _rational(relation.poly)
+        poly_m = sp.Poly(exact, M_)
+        lead = sp.Poly(poly_m.all_coeffs()[0], Z)
+        disc = sp.discriminant(poly_m) if poly_m.degree() > 1 else sp.Integer(1)
+        poles = sorted({a for a in lead.real_roots() if a != 0}, key=float) if lead.degree() > 0 else []
+        v, u = sp.symbols("v u")
+        d = poly_m.degree()
+        at_poles = []
+        for a in poles:
+            expr = sp.Poly(sp.expand(exact.subs({Z: a + v, M_: u / v}) * v**d), v)
+            low = min(m[0] for m in expr.monoms())
+            lowest = sp.Poly(expr.coeff_monomial(v**low), u)
+            at_poles.append(tuple(complex(r).real / float(a) for r in _nroots(lowest) if abs(complex(r)) > 0))
+        at_zero = tuple(1 + r.real for r in _exact_roots(relation.poly.subs(Z, 0)))
+        return cls(tuple(_real_roots(disc)), tuple(float(a) for a in poles), at_zero, tuple(at_poles))
+
+
 def algebraic_support(relation: Relation, tracker: RootTracker) -> Inversion:
     """Bands and atoms of an algebraic law with numeric coefficients (see the module docstring)."""
-    exact = _rational(relation.poly)
-    poly_m = sp.Poly(exact, M_)
-    lead = poly_m.all_coeffs()[0]
-    disc = sp.discriminant(poly_m) if poly_m.degree() > 1 else sp.Integer(1)
-    poles = sorted({a for a in sp.Poly(lead, Z).real_roots() if a != 0}, key=float) \
-        if sp.Poly(lead, Z).degree() > 0 else []
+    points = ExactPoints.of(relation)
+    poles = list(points.poles)
     # spurious far zeros (of the 40-digit rational form) are dropped: the support lies well within
     # 100 times the moment radius max_k |m_k|^{1/k}
     reach = 100 * tracker.radius
-    candidates = sorted({c for c in _real_roots(disc) + [float(a) for a in poles] + [0.0] if abs(c) <= reach})
+    candidates = sorted({c for c in [*points.discriminant_zeros, *poles, 0.0] if abs(c) <= reach})
     scale = max(tracker.radius, max((abs(c) for c in candidates), default=0.0), 1e-300)
-    atoms = _atoms(exact, tracker, poles, scale, relation.poly.subs(Z, 0))
+    atoms = _atoms(points, tracker, scale)
     atom_points = {a for a, _ in atoms}
     ends = list(zip(candidates[:-1], candidates[1:], strict=True))
     mids = np.array([(lo + hi) / 2 for lo, hi in ends])
@@ -696,27 +756,14 @@ def _exact_roots(poly_m: sp.Expr) -> list:
     return out
 
 
-def _atoms(exact: sp.Expr, tracker: RootTracker, poles: list, scale: float, at_zero: sp.Expr) -> list:
-    """Atoms at 0 (mass 1 + M(0 + i0), M(0) an exact root of ``at_zero`` = P(0, ·)) and at the poles a != 0
-    (mass u/a for the roots u of the lowest-order coefficient of P(a + v, u/v)·v^d), each exact
-    candidate accepted only when it agrees with the continued value within its tolerance."""
+def _atoms(points: ExactPoints, tracker: RootTracker, scale: float) -> list:
+    """Atoms at 0 and at the poles a != 0 (the exact candidates of ``points``), each exact candidate
+    accepted only when it agrees with the continued value lim iy·G(a + iy) within its tolerance."""
     atoms = []
-    estimate, tol = _residue(tracker, 0.0, scale)
-    roots0 = [1 + r.real for r in _exact_roots(at_zero)]
-    close = [m for m in roots0 if abs(m - estimate) < tol]
-    if close and min(close, key=lambda m: abs(m - estimate)) > 1e-13:
-        atoms.append((0.0, float(min(close, key=lambda m: abs(m - estimate)))))
-    v, u = sp.symbols("v u")
-    d = sp.Poly(exact, M_).degree()
-    for exact_a in poles:
-        a = float(exact_a)
+    for a, candidates in ((0.0, points.at_zero), *zip(points.poles, points.at_poles, strict=True)):
         estimate, tol = _residue(tracker, a, scale)
-        expr = sp.Poly(sp.expand(exact.subs({Z: exact_a + v, M_: u / v}) * v**d), v)
-        low = min(m[0] for m in expr.monoms())
-        candidates = [complex(r).real / a for r in _nroots(sp.Poly(expr.coeff_monomial(v**low), u))
-                      if abs(complex(r)) > 0]
         # no pole of G (only a divergence like an inverse square root) leaves no candidate
-        close = [c for c in candidates if abs(c - estimate) < tol]
-        if close and min(close, key=lambda c: abs(c - estimate)) > 1e-13:
-            atoms.append((a, float(min(close, key=lambda c: abs(c - estimate)))))
+        close = [m for m in candidates if abs(m - estimate) < tol]
+        if close and min(close, key=lambda m: abs(m - estimate)) > 1e-13:
+            atoms.append((a, float(min(close, key=lambda m: abs(m - estimate)))))
     return sorted(atoms)
