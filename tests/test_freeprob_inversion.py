@@ -1,0 +1,95 @@
+"""The numerics under algebraic laws (derive.freeprob.inversion): the Rouché certificate of a
+continuation step against the roots found by mpmath at 30 digits, and the Newton march against
+the eigenvalue march it replaces."""
+
+import mpmath as mp
+import numpy as np
+import pytest
+import sympy as sp
+
+import derive
+from derive.freeprob.inversion import _ACCEPT, g_coefficients
+from derive.freeprob.relation import G_, Z
+
+
+@pytest.fixture(scope="module")
+def relu8():
+    law = derive.jacobian_spectrum("relu", depth=8).law
+    law.support()
+    return law
+
+
+def _mp_roots(relation, z):
+    """All roots of P(z, zG − 1) in G at 30 digits (exact coefficients, mpmath's polyroots)."""
+    poly = sp.Poly(relation.equation("G", factored=False), G_)
+    with mp.workdps(30):
+        coeffs = [mp.mpc(complex(sp.N(c.subs(Z, sp.Rational(z.real) + sp.I * sp.Rational(z.imag)), 40)))
+                  if c.has(Z) else mp.mpc(complex(sp.N(c, 40))) for c in poly.all_coeffs()]
+        return [complex(r) for r in mp.polyroots(coeffs, maxsteps=200, extraprec=60)]
+
+
+def test_certified_steps_are_the_nearest_root_by_the_margin(relu8):
+    # whenever the certificate holds, the root next to ζ is the nearest to the reference and every
+    # other root is farther than its distance / _ACCEPT (mpmath's roots of the exact polynomial)
+    tracker = relu8._tracker
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.uniform(0.5, 43, 6), rng.uniform(0.5, 43, 6) + 1j * rng.uniform(0.01, 5, 6)])
+    outcomes = []
+    for zi in z:
+        roots = _mp_roots(relu8.relation, zi)
+        zeta = tracker._newton(np.full(len(roots), zi), np.array(roots))
+        for scale in (1e-3, 1e-2, 5e-2, 0.2):
+            reference = zeta + scale * np.abs(zeta) * np.exp(2j * np.pi * rng.uniform(size=zeta.size))
+            ok = tracker.certified(np.full(zeta.size, zi), zeta, reference)
+            for i in np.flatnonzero(ok):
+                dist = sorted(abs(r - reference[i]) for r in roots)
+                assert abs(roots[int(np.argmin([abs(r - zeta[i]) for r in roots]))] - reference[i]) == dist[0]
+                assert dist[0] <= _ACCEPT * dist[1]
+            outcomes += list(ok)
+    assert 0 < sum(outcomes) < len(outcomes)  # both verdicts occur: the test is not vacuous
+
+
+LAWS = {
+    "relu8": lambda: derive.jacobian_spectrum("relu", depth=8).law,
+    "mp2": lambda: derive.MarchenkoPastur(2),
+    "mp+semicircle": lambda: derive.free_sum(derive.MarchenkoPastur(sp.Rational(1, 2)), derive.Semicircle(1)),
+    "hard_tanh": lambda: derive.jacobian_spectrum("hard_tanh", depth=2, weights="orthogonal",
+                                                  sigma_b2=0.05).law,
+}
+
+
+@pytest.mark.parametrize("name", LAWS)
+def test_newton_march_takes_the_roots_of_the_eigenvalue_march(name):
+    law = LAWS[name]()
+    law.support()
+    tracker, proved, steps = law._tracker, 0, 0
+    for piece in law._inversion.pieces:
+        s = np.linspace(-4, 4, 401)  # a double-exponential path into both ends, and a uniform one
+        de = piece.lo + (piece.hi - piece.lo) / (1 + np.exp(-np.pi * np.sinh(s)))
+        for x in (de, np.linspace(piece.lo, piece.hi, 503)[1:-1]):
+            for side in (x[x >= piece.x0], x[x < piece.x0][::-1]):
+                path = np.concatenate([[piece.x0], side])
+                fast, slow = tracker._march(path, piece.g0), tracker._eigen_march(path, piece.g0)
+                assert np.array_equal(np.isnan(fast), np.isnan(slow))
+                # the same root: the eigenvalue nearest to Newton's value is the eigenvalue march's root,
+                # and where both are proved, Newton's value is within the radii of the eigenvalue polished
+                z, ok = path.astype(complex), np.isfinite(slow)
+                roots = tracker.roots(path[ok])
+                nearest = roots[np.arange(ok.sum()), np.argmin(np.abs(roots - fast[ok, None]), axis=1)]
+                assert np.array_equal(nearest, slow[ok])
+                polished = tracker._newton(z, slow)
+                radius = tracker.root_radius(z, fast) + tracker.root_radius(z, polished)
+                both = np.isfinite(radius)
+                assert np.all(np.abs(fast - polished)[both] <= radius[both])
+                if x.size == 501:  # away from the edges the certificate carries the march (not vacuous)
+                    q = tracker._scaled(z)
+                    proved += tracker.certified(z[1:], polished[1:], q[:-1] * polished[:-1] / q[1:]).sum()
+                    steps += path.size - 1
+    assert proved >= 0.95 * steps
+
+
+def test_g_coefficients_are_derived_once_per_relation():
+    # an equal relation of a fresh law finds the same read-only array
+    a = g_coefficients(derive.MarchenkoPastur(3).relation)
+    b = g_coefficients(derive.MarchenkoPastur(3).relation)
+    assert a is b and not a.flags.writeable
