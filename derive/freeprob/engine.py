@@ -62,8 +62,6 @@ def critical_point(act, sigma_b2: float) -> tuple:
     (q^{l+1} = q^l + σ_b²).  Otherwise the mean-field engine's critical point is used, and q* = 0
     (the marginal point) is replaced by the fixed point reached from q⁰ = 1.
     """
-    from derive.meanfield import MeanField
-
     act = make_activation(act)
     mu1 = _sign_only_mean(act)
     if mu1 is not None:
@@ -72,6 +70,8 @@ def critical_point(act, sigma_b2: float) -> tuple:
                 f"{act.name} is positively homogeneous: on its critical line σ_w² = {1 / mu1} the "
                 f"variance grows by σ_b² = {sigma_b2} per layer and has no fixed point; use sigma_b2=0")
         return 1 / mu1, sp.Integer(1)
+    from derive.meanfield import MeanField  # only here: the engine's import is heavy
+
     point = MeanField(act).critical_point(float(sigma_b2))
     qs = float(point.q_star)
     if not math.isfinite(float(point.sigma_w2)):

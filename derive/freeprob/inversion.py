@@ -636,17 +636,17 @@ def _power_series(c: list, power: float, n: int) -> np.ndarray:
 
 
 def _reverse_numeric(f: np.ndarray) -> np.ndarray:
-    """Coefficients of the compositional inverse of f = Σ f_j u^j (f_0 = 0, f_1 != 0)."""
+    """Coefficients of the compositional inverse g of f = Σ f_j u^j (f_0 = 0, f_1 != 0): from
+    Σ_j f_j g^j = t, g_k = −Σ_{j=2}^{k} f_j [t^k] g^j / f_1, where [t^k] g^j (j >= 2) needs only
+    g_1..g_{k−1}: the powers are built one coefficient (a column of all of them) at a time."""
     n = f.size
     g = np.zeros(n, dtype=complex)
-    g[1] = 1 / f[1]
-    for k in range(2, n):
-        total, power = np.zeros(n, dtype=complex), np.zeros(n, dtype=complex)
-        power[0] = 1
-        for j in range(1, k + 1):
-            power = np.convolve(power, g)[:n]
-            total += f[j] * power
-        g[k] = -total[k] / f[1]
+    powers = np.zeros((n, n), dtype=complex)  # powers[j, m] = [t^m] g^j
+    powers[0, 0] = 1
+    for k in range(1, n):
+        powers[2:, k] = powers[1:-1, k - 1:0:-1] @ g[1:k]  # Σ_i g_i [t^(k−i)] g^(j−1)
+        g[k] = (1 if k == 1 else -(f[2:k + 1] @ powers[2:k + 1, k])) / f[1]
+        powers[1, k] = g[k]
     return g
 
 

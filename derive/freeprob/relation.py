@@ -88,15 +88,19 @@ class Relation:
     poly: sp.Expr
 
     @classmethod
+    @lru_cache(maxsize=256)
     def from_inverse(cls, chi) -> Relation:
-        """The relation of z = M⁻¹(M) for an explicit (rational) M⁻¹ = ``chi`` (in the symbol M)."""
+        """The relation of z = M⁻¹(M) for an explicit (rational) M⁻¹ = ``chi`` (in the symbol M);
+        derived once per expression."""
         chi = sp.cancel(sp.sympify(chi))
         num, den = sp.fraction(chi)
         return cls(Z * den - num)
 
     @classmethod
+    @lru_cache(maxsize=256)
     def from_g_poly(cls, poly_g) -> Relation:
-        """From an equation P_G(z, G) = 0 of G (substituting G = (M + 1)/z)."""
+        """From an equation P_G(z, G) = 0 of G (substituting G = (M + 1)/z); derived once per
+        expression."""
         return cls(_tidy(_numerator(sp.sympify(poly_g).subs(G_, (M_ + 1) / Z)), M_))
 
     @cached_property
