@@ -10,6 +10,7 @@ point.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import sympy as sp
 
@@ -39,9 +40,10 @@ def q_star(act, sigma_w2: float, sigma_b2: float) -> float:
     return value
 
 
+@lru_cache(maxsize=256)
 def _sign_only_mean(act):
     """E φ′(h)² = (φ′(0⁺)² + φ′(0⁻)²)/2 when φ′² is constant on each side of 0 (φ positively
-    homogeneous; then it does not depend on q), else None."""
+    homogeneous; then it does not depend on q), else None (derived once per activation)."""
     if not set(act.kinks) <= {0}:
         return None
     t = sp.Symbol("t", positive=True)
