@@ -10,9 +10,9 @@ import pytest
 import sympy as sp
 
 import derive
-from derive.freeprob.inversion import _ACCEPT, g_coefficients
+from derive.freeprob.inversion import _ACCEPT, IndefiniteTanhSinh, g_coefficients
 from derive.freeprob.relation import G_, Z
-from derive.freeprob.sampling import band_integral, cdf
+from derive.freeprob.sampling import cdf
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +124,10 @@ def test_cdf_of_a_divergent_density_against_mpmath(relu8):
     assert np.max(np.abs(cdf(relu8, edges) - ref)) <= 1e-10
 
 
-def test_band_integral_refuses_what_it_cannot_resolve():
+def test_indefinite_rule_refuses_what_it_cannot_resolve():
     # a jump inside the band is not analytic: the rule does not settle to 1e-14 and says so
     with pytest.raises(derive.errors.NumericError, match="not resolved"):
-        band_integral(lambda t: (t > 0.3).astype(float), 0.0, 1.0, np.array([0.5]), tol=1e-14)
+        IndefiniteTanhSinh(lambda t: (t > 0.3).astype(float), 0.0, 1.0).integral(np.array([0.5]), 1e-14)
 
 
 def test_g_coefficients_are_derived_once_per_relation():
