@@ -605,26 +605,38 @@ class RootTracker:
 
         Inside the disc of the Puiseux series of :class:`ClusterSeries` (roots clustering at 0)
         that series is used; elsewhere a float64 root whose first-order error bound exceeds
-        ``_RELIABLE``·|G| is returned as nan.
+        ``_RELIABLE``·|G| is returned as nan.  The first call orients the series in the same
+        continuation as its points outside every disc (one continuation instead of two).
         """
         z = np.asarray(z, dtype=complex).ravel()
         g = np.full(z.size, complex(np.nan, np.nan))
+        continued, ok = g.copy(), np.zeros(z.size, dtype=bool)
+        done = np.zeros(z.size, dtype=bool)
+        if "cluster" not in self._cache:
+            done = ~ClusterSeries.near(self.relation, z)
+            self._cache["cluster"], continued[done], ok[done] = ClusterSeries.build(self, z[done])
         series = self.cluster
         inside = series.covers(z) if series is not None else np.zeros(z.size, dtype=bool)
         if inside.any():  # within its disc the series is accurate to (1/2)^TERMS: no continuation
             g[inside] = series(z[inside])
+        todo = np.flatnonzero(~inside & ~done)
+        if todo.size:
+            continued[todo], ok[todo] = self.continue_roots(z[todo], self.roots)
         rest = np.flatnonzero(~inside)
         if rest.size:
-            gr, ok = self.continue_roots(z[rest], self.roots)
-            gr = np.where(ok, self._polish(z[rest], gr), gr)
+            gr, okr = continued[rest], ok[rest]
+            gr = np.where(okr, self._polish(z[rest], gr), gr)
             with np.errstate(all="ignore"):
-                ok &= self.condition(z[rest], gr) <= _RELIABLE * np.abs(gr)
-            g[rest[ok]] = gr[ok]
+                okr &= self.condition(z[rest], gr) <= _RELIABLE * np.abs(gr)
+            g[rest[okr]] = gr[okr]
         return g
 
-    @cached_property
+    @property
     def cluster(self):
-        return ClusterSeries.build(self)
+        """The :class:`ClusterSeries` at the roots clustering at 0, or None (oriented once)."""
+        if "cluster" not in self._cache:
+            self._cache["cluster"] = ClusterSeries.build(self, np.zeros(0, dtype=complex))[0]
+        return self._cache["cluster"]
 
     def continue_roots(self, z: np.ndarray, roots_of) -> tuple:
         """Vertical continuation (see the module docstring) with the root finder ``roots_of``;
@@ -712,13 +724,35 @@ class ClusterSeries:
     TERMS = 60
 
     @classmethod
-    def build(cls, tracker: RootTracker):
-        """The series at the first multiple zero M₀ of f that the continuation confirms, or None."""
-        for expansion in cls.expansions(tracker.relation):
-            chosen = cls._orient(tracker, *expansion)
+    def build(cls, tracker: RootTracker, z: np.ndarray) -> tuple:
+        """(the series at the first multiple zero M₀ that the continuation confirms, or None;
+        G continued at the points `z`, and whether each was followed to its end): the first
+        reference point of every expansion is continued together with `z`."""
+        expansions = cls.expansions(tracker.relation)
+        references = [cls._references(tracker, e) for e in expansions]
+        firsts = [r[0] for r in references if r]
+        g, ok = tracker.continue_roots(np.concatenate([*firsts, z]), tracker.roots) \
+            if firsts or z.size else (z.copy(), np.zeros(0, dtype=bool))
+        known = iter(zip(g[:len(firsts)], ok[:len(firsts)], strict=True))
+        chosen = None
+        for expansion, refs in zip(expansions, references, strict=True):
+            chosen = cls._orient(tracker, expansion, refs, next(known) if refs else None)
             if chosen is not None:
-                return chosen
-        return None
+                break
+        return chosen, g[len(firsts):], ok[len(firsts):]
+
+    @classmethod
+    def near(cls, relation: Relation, z: np.ndarray) -> np.ndarray:
+        """Whether each z lies in the disc of any expansion (where the series may be used)."""
+        near = np.zeros(z.size, dtype=bool)
+        for expansion in cls.expansions(relation):
+            near |= cls._inside(expansion, z)
+        return near
+
+    @staticmethod
+    def _inside(expansion: tuple, z: np.ndarray) -> np.ndarray:
+        _, order, h0, _, radius = expansion
+        return np.abs(z / h0) ** (1 / order) <= radius / 2
 
     @staticmethod
     @lru_cache(maxsize=64)
@@ -762,15 +796,23 @@ class ClusterSeries:
         phi = np.concatenate([[0], root[:cls.TERMS - 1]])  # φ(u) = u·root(u)
         return h[0], _reverse_numeric(phi)
 
+    @staticmethod
+    def _references(tracker: RootTracker, expansion: tuple) -> list:
+        """Reference points i·10^-k·(moment radius), k = 1..8, inside the disc, the farthest first:
+        there the L roots are best separated (next to 0 the continuation is ill-conditioned)."""
+        points = (np.array([1j * scale * tracker.radius]) for scale in 10.0 ** np.arange(-1, -9, -1))
+        return [zr for zr in points if ClusterSeries._inside(expansion, zr)[0]]
+
     @classmethod
-    def _orient(cls, tracker, m0, order, h0, b, radius):
-        # a reference point inside the disc where float64 is good: the farthest from 0 first, where
-        # the L roots are best separated (next to 0 the continuation is ill-conditioned)
-        for scale in 10.0 ** np.arange(-1, -9, -1):
-            zr = np.array([1j * scale * tracker.radius])
-            if abs((zr[0] / h0) ** (1 / order)) > radius / 2:
-                continue
-            g, ok = tracker.continue_roots(zr, tracker.roots)
+    def _orient(cls, tracker, expansion, references, first):
+        """The series whose root of unity agrees with the float64 continuation at the first
+        reference point where that continuation is reached and well conditioned (``first``: its
+        continuation, done already), or None."""
+        m0, order, h0, b, radius = expansion
+        for zr in references:
+            g, ok = first if first is not None else tracker.continue_roots(zr, tracker.roots)
+            first = None
+            g, ok = np.atleast_1d(g), np.atleast_1d(ok)
             if not ok[0] or tracker.condition(zr, g)[0] > 1e-8 * abs(g[0]):
                 continue
             for k in range(order):  # the L choices differ by O(|t|): far more than 1e-6
@@ -780,7 +822,7 @@ class ClusterSeries:
         return None
 
     def covers(self, z: np.ndarray) -> np.ndarray:
-        return np.abs(z / self.h0) ** (1 / self.order) <= self.radius / 2
+        return self._inside((self.m0, self.order, self.h0, self.coefficients, self.radius), z)
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         # a branch of (z/h₀)^{1/L} continuous on the closed upper half plane (arg z in [0, π])
@@ -980,11 +1022,11 @@ def algebraic_support(relation: Relation, tracker: RootTracker) -> Inversion:
     reach = 100 * tracker.radius
     candidates = sorted({c for c in [*points.discriminant_zeros, *poles, 0.0] if abs(c) <= reach})
     scale = max(tracker.radius, max((abs(c) for c in candidates), default=0.0), 1e-300)
-    atoms = _atoms(points, tracker, scale)
-    atom_points = {a for a, _ in atoms}
     ends = list(zip(candidates[:-1], candidates[1:], strict=True))
     mids = np.array([(lo + hi) / 2 for lo, hi in ends])
-    g_mid = tracker.physical(mids.astype(complex)) if ends else np.array([])
+    g_mid = tracker.physical(mids.astype(complex)) if ends else np.array([])  # first: orients the series
+    atoms = _atoms(points, tracker, scale)
+    atom_points = {a for a, _ in atoms}
     bands, pieces = [], []
     for (lo, hi), mid, g in zip(ends, mids, g_mid, strict=True):
         if -g.imag / np.pi > 1e-12 / scale:
