@@ -67,7 +67,10 @@ _BRANCH = {"G": (G_, Z, r"G(z) \sim 1/z,\ z \to \infty"),
 
 
 def _numerator(expr) -> sp.Expr:
-    return sp.numer(sp.together(sp.sympify(expr)))
+    """The numerator of `expr` over a common denominator (a polynomial is its own: together() on
+    it only rewrites it, at a cost that dominated the derivation of a relation)."""
+    expr = sp.sympify(expr)
+    return expr if expr.is_polynomial() else sp.numer(sp.together(expr))
 
 
 def _tidy(expr, var: sp.Symbol, strip_power: bool = False, factored: bool = True) -> sp.Expr:
