@@ -14,7 +14,11 @@ than 0.3 times the second nearest — else the step is refined (two roots that c
 relative are a double root: the one with the smaller Im G is kept, and either is the same to that
 accuracy).  At the end the root is polished by Newton's method on the unexpanded P.
 Boundary value: ρ(λ) = −Im G(λ + i0)/π
-(Pennington, Schoenholz & Ganguli 2017, eq. 4).
+(Pennington, Schoenholz & Ganguli 2017, eq. 4).  Along the real axis (from one boundary value
+inside a supported piece to others) the same steps are taken by Newton's method at all points
+at once, each step proved to take the root the eigenvalues would (Rouché's theorem with the
+rounding errors bounded: :meth:`RootTracker.certified`); the eigenvalues remain for the steps
+that cannot be proved (next to a double root at an edge, in the cluster of roots at an atom).
 
 **Support.**  The density can change between zero and non-zero only where two roots of P(λ, ·)
 meet (zeros of the discriminant of P in M), where M has a pole (zeros of its leading coefficient:
@@ -22,9 +26,14 @@ atoms at λ ≠ 0) or at λ = 0; between consecutive such points the law is eith
 decided at the midpoint.  Atoms: at λ = a ≠ 0 the mass is lim_{z→a} (z − a) G(z), read off as the
 root u ≠ 0 of the lowest-order coefficient of P(a + v, u/v − 1)·v^d in v (exact) nearest the
 continued value; at 0 the mass is 1 + M(0 + i0).  Every support is checked a posteriori: the
-density integrated over the bands (tanh–sinh quadrature) plus the atoms must give 1 to
-``MASS_TOL``, else :class:`~derive.errors.NumericError` — the law is never returned with a density
-that does not integrate to its mass.
+density integrated over the supported pieces (tanh–sinh quadrature, :class:`IndefiniteTanhSinh`,
+whose samples the CDF reuses) plus the atoms must give 1 to ``MASS_TOL``, else
+:class:`~derive.errors.NumericError` — the law is never returned with a density that does not
+integrate to its mass.
+
+The exact work on P (its G-form coefficients, discriminant zeros, poles, atom candidates, Puiseux
+expansions) is done once per relation (:func:`g_coefficients`, :meth:`ExactPoints.of`,
+:meth:`ClusterSeries.expansions`); every numeric step runs for each law.
 """
 
 from __future__ import annotations
@@ -79,54 +88,16 @@ class Support:
         return f"Support(bands: {bands or 'none'}; atoms: {atoms or 'none'}; mass {self.mass:.15g})"
 
 
-def tanh_sinh(f, a: float, b: float, levels: int = 8, tol: float = 1e-14) -> tuple:
+def tanh_sinh(f, a: float, b: float, tol: float = 1e-14) -> tuple:
     """(∫_a^b f, error estimate) by the tanh–sinh rule (integrable endpoint singularities
-    allowed); the estimate is the change at the last halving of the step, which stops once it is
-    below ``tol`` relative (or after ``levels`` halvings).  ``f`` is vectorised.
-    The nodes t = jh are nested: each halving of h evaluates f at the new nodes only.
-
-    Nodes closer to an endpoint than 2^20 ulp are not sampled (the rounding of x would shift them),
-    nor those from the first node where f returns nan (f cannot be evaluated reliably there);
-    there the rule uses the power law c·t^α through the two innermost sampled nodes.
+    allowed); the estimate is the change at the last halving of the step h = 2^-k, k = 2..8,
+    which stops once it is below ``tol`` relative.  ``f`` is vectorised; the nodes are nested
+    (each halving evaluates f at the new nodes only).  Nodes closer to an endpoint than 2^20 ulp
+    are not sampled (the rounding of x would shift them), nor those from the first node where f
+    returns nan (f cannot be evaluated reliably there); there the rule uses the power law c·t^α
+    through the two innermost sampled nodes.  The rule of :class:`IndefiniteTanhSinh`.
     """
-    r = (b - a) / 2
-    finest = 2**levels
-    count = int(6.5 * finest)  # t up to 6.5: the nodes reach ~1e-300 of the ends
-    t_all = np.arange(1, count + 1) / finest
-    s_all = np.pi / 2 * np.sinh(t_all)
-    with np.errstate(over="ignore"):
-        w_all = np.pi / 2 * np.cosh(t_all) / np.cosh(s_all) ** 2
-        gap_all = 2 * r / (1 + np.exp(2 * s_all))  # distance of the node to its endpoint
-    centre = r * float(f(np.array([a + r]))[0]) * np.pi / 2
-    cache = {a: np.full(count, np.nan), b: np.full(count, np.nan)}
-    done = {a: np.zeros(count, dtype=bool), b: np.zeros(count, dtype=bool)}
-    previous = value = None
-    change = np.inf
-    for k in range(2, levels + 1):
-        h = 2.0**-k
-        idx = np.arange(2 ** (levels - k), count + 1, 2 ** (levels - k)) - 1  # t = jh, j >= 1
-        w, gap = w_all[idx], gap_all[idx]
-        value = h * centre
-        for end, sign in ((a, 1.0), (b, -1.0)):
-            keep = (gap > 2.0**20 * np.finfo(float).eps * abs(end)) & (w > 1e-300)
-            new = idx[keep & ~done[end][idx]]
-            if new.size:
-                cache[end][new] = f(end + sign * gap_all[new])
-                done[end][new] = True
-            fx = cache[end][idx[keep]]
-            unreliable = np.flatnonzero(~np.isfinite(fx))  # f may decline (nan) near an end
-            if unreliable.size:
-                keep[np.flatnonzero(keep)[unreliable[0]:]] = False
-                fx = fx[:unreliable[0]]
-            value += h * r * float(np.sum(w[keep] * fx))
-            dropped = ~keep & (w > 1e-300) & (gap > 0)
-            value += h * r * float(np.sum(w[dropped] * _power_law(gap[keep], fx, gap[dropped])))
-        if previous is not None:
-            change = abs(value - previous)
-            if change <= tol * max(1.0, abs(value)):
-                break
-        previous = value
-    return value, change
+    return IndefiniteTanhSinh(f, a, b).total(tol)
 
 
 def _power_law(gap: np.ndarray, fx: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -139,13 +110,13 @@ def _power_law(gap: np.ndarray, fx: np.ndarray, at: np.ndarray) -> np.ndarray:
 
 class IndefiniteTanhSinh:
     r"""∫_a^x ρ for x in [a, b], and ∫_a^b ρ, for a density ρ integrable on [a, b] and analytic
-    inside (endpoint divergences t^{−α}, α < 1, allowed), on the nodes of :func:`tanh_sinh`
-    (Takahasi & Mori 1974): in t(s) = a + (b − a)(1 + tanh(π/2 sinh s))/2 the integrand
-    g(s) = ρ(t(s)) t′(s) is smooth and decays double-exponentially, sampled at s = jh,
-    |s| <= 6.5, h = 2^-k, k = 2..8, nested (a finer level evaluates ρ at its new nodes only, in
-    one call; the samples are kept for later calls), with the same care at the ends as
-    :func:`tanh_sinh` (no node within 2^20 ulp of an end nor from the first nan on; there the
-    power law through the two innermost sampled nodes).
+    inside (endpoint divergences t^{−α}, α < 1, allowed), by the tanh–sinh rule (Takahasi & Mori
+    1974): in t(s) = a + (b − a)(1 + tanh(π/2 sinh s))/2 the integrand g(s) = ρ(t(s)) t′(s) is
+    smooth and decays double-exponentially, sampled at s = jh, |s| <= 6.5, h = 2^-k, k = 2..8,
+    nested (a finer level evaluates ρ at its new nodes only, in one call; the samples are kept for
+    later calls); no node within 2^20 ulp of an end (the rounding of t would shift it) nor from
+    the first nan on (ρ cannot be evaluated reliably there): there g is the power law through the
+    two innermost sampled nodes.
 
     * :meth:`total`: h Σ g, the tanh–sinh rule, until two levels agree to ``tol`` relative.
     * :meth:`integral`: ∫_{−∞}^{σ(x)} g as the sum over whole cells plus a part of one, each the
@@ -159,7 +130,7 @@ class IndefiniteTanhSinh:
     True
     """
 
-    REACH, FIRST, LAST = 6.5, 2, 8
+    REACH, FIRST, LAST = 6.5, 2, 8  # t up to 6.5: the nodes reach ~1e-300 of the ends
 
     def __init__(self, f, a: float, b: float, prefetch: int = FIRST):
         """``prefetch``: the level whose nodes the first call evaluates (all of them at once)."""
@@ -498,10 +469,8 @@ class RootTracker:
         d = |ζ − reference|: no other root within D of ζ, so farther than D − d = (d + ε)/_ACCEPT
         from the reference, and the root within ε is within d + ε of it."""
         value, bound = self._taylor(z, zeta)
+        low, radius = _root_radius(value, bound)
         with np.errstate(all="ignore"):
-            low = value[1] - bound[1]
-            radius = np.where(_dominated(value + bound, low, 2 * (value[0] + bound[0]) / low),
-                              2 * (value[0] + bound[0]) / low, np.nan)
             converged = value[0] <= bound[0] + 0.5e-12 * np.abs(zeta) * low
             dist = np.abs(zeta - reference)
             big = dist + (dist + radius) / _ACCEPT
@@ -512,11 +481,7 @@ class RootTracker:
         within ε of ζ (nan where that is not proved): by Rouché's theorem, as b_1(G − ζ) dominates
         the rest of Σ_k b_k (G − ζ)^k on |G − ζ| = ε, β_1 ε > B_0 + Σ_{k>=2} B_k ε^k, with the
         bounds β_1 <= |b_1|, B_k >= |b_k| of :meth:`_taylor`."""
-        value, bound = self._taylor(z, zeta)
-        with np.errstate(all="ignore"):
-            low = value[1] - bound[1]
-            radius = 2 * (value[0] + bound[0]) / low
-            return np.where(_dominated(value + bound, low, radius), radius, np.nan)
+        return _root_radius(*self._taylor(z, zeta))[1]
 
     def _taylor(self, z: np.ndarray, zeta: np.ndarray) -> tuple:
         """(|b_k|, e_k), k = 0..d, shape (d + 1, N): the Taylor coefficients at ζ of
@@ -896,6 +861,14 @@ def g_coefficients(relation: Relation) -> np.ndarray:
     out = out.real.copy() if not np.any(out.imag) else out
     out.flags.writeable = False
     return out
+
+
+def _root_radius(value: np.ndarray, bound: np.ndarray) -> tuple:
+    """(β_1 = |b_1| − e_1, ε = 2B_0/β_1 where proved, else nan): see :meth:`RootTracker.root_radius`."""
+    with np.errstate(all="ignore"):
+        low = value[1] - bound[1]
+        radius = 2 * (value[0] + bound[0]) / low
+        return low, np.where(_dominated(value + bound, low, radius), radius, np.nan)
 
 
 def _dominated(high: np.ndarray, low: np.ndarray, r: np.ndarray) -> np.ndarray:
