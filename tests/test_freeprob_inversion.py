@@ -130,8 +130,11 @@ def test_indefinite_rule_refuses_what_it_cannot_resolve():
         IndefiniteTanhSinh(lambda t: (t > 0.3).astype(float), 0.0, 1.0).integral(np.array([0.5]), 1e-14)
 
 
-def test_g_coefficients_are_derived_once_per_relation():
-    # an equal relation of a fresh law finds the same read-only array
-    a = g_coefficients(derive.MarchenkoPastur(3).relation)
-    b = g_coefficients(derive.MarchenkoPastur(3).relation)
-    assert a is b and not a.flags.writeable
+def test_a_fresh_law_shares_the_exact_derivations_not_the_numerics():
+    # the relation's G-coefficients (exact work) are derived once; support, continuation and the
+    # mass check's samples are computed again for every law object
+    a, b = (derive.jacobian_spectrum("relu", depth=4).law for _ in range(2))
+    assert a.relation == b.relation and g_coefficients(a.relation) is g_coefficients(b.relation)
+    assert not g_coefficients(a.relation).flags.writeable
+    assert a._tracker is not b._tracker and a.support() is not b.support()
+    assert a.support().integrals[0] is not b.support().integrals[0]
