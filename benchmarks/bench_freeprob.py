@@ -6,8 +6,9 @@ Accuracy of the theory: against a 40-digit refinement (mpmath.findroot on the ex
 P(z, zG − 1) = 0, started from the float64 value) at 50 of the points.
 
 Accuracy of Monte Carlo: a histogram estimates the mass of each bin, so it is compared with the
-exact bin masses (atoms included: F(e_{i+1}) − F(e_i) from the law's CDF, F(e_0⁻) = 0), not with
-ρ at the bin centres (that comparison is biased by the curvature of ρ, most of all next to its
+exact bin masses (atoms included: ∫ρ over each bin by tanh–sinh, the atoms added to their bins;
+the theory's F(e_{i+1}) − F(e_i) from the law's CDF, F(e_0⁻) = 0, is compared with the same), not
+with ρ at the bin centres (that comparison is biased by the curvature of ρ, most of all next to its
 divergence at 0, and does not decrease with the number of samples).  The atom at 0 (mass 1/2)
 stays in the first bin: next to it the density diverges like λ^{−7/8}, so ~5% of the mass lies
 below 1e-7 and ~1% below the rounding level of eigvalsh (1e-14), where no threshold can tell a
@@ -19,9 +20,12 @@ Ratios: Monte Carlo wall time for its accuracy (number of seeds × the best time
 numpy's default BLAS threads and of one thread: on a shared machine two threads can spin against
 other load) / the theory's wall time for the same product — the
 40 bin masses from the law's CDF (support, atoms and mass check included; no cheaper call exists:
-the algebraic route has no tolerance to loosen, its root finding costs the same at any accuracy,
-and the support analysis dominates), and for the 1000-point density at 1e-12.  Theory times: the
-first call in the process (cold: SymPy derivation) and the best of 3 fresh spectra (warm).
+the CDF reuses the mass check's samples, so that loosening its tolerance saves nothing, the
+algebraic root finding costs the same at any accuracy, and the support analysis dominates), and
+for the 1000-point density at 1e-12.  Theory times: the first call in the process (cold: SymPy
+derivation) and the best of 3 fresh spectra (warm: the exact derivations are cached per relation,
+as derive caches derivations; every numeric step — continuation, support, atoms, mass check,
+CDF — runs again for each fresh spectrum).
 Run: python benchmarks/bench_freeprob.py
 """
 

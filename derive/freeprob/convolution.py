@@ -29,7 +29,7 @@ r"""Free convolutions: ⊠ (S-transforms multiply), ⊞ (R-transforms add), and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import sympy as sp
@@ -78,16 +78,23 @@ def _label(groups, op: str, tex_op: str) -> tuple:
 
 
 def product_moments(groups) -> callable:
-    def moments(k: int) -> list:
-        series = [1] + [0] * (k - 1)
-        for law, power in groups:
-            if sp.sympify(law.mean).is_zero:
-                raise DomainError(f"{law.name} has mean 0: free products need laws with an S-transform")
-            s = s_series(list(law.moments(k)), k)
-            for _ in range(power):
-                series = [sp.expand(sum(series[i] * s[j - i] for i in range(j + 1))) for j in range(k)]
-        return moments_from_s(series, k)
-    return moments
+    """The moment generator k -> [m_1, ..., m_k] of the free product of ``groups`` = [(law, power)]."""
+    groups = tuple(groups)
+    return lambda k: list(_product_moment_list(groups, k))
+
+
+@lru_cache(maxsize=256)
+def _product_moment_list(groups: tuple, k: int) -> tuple:
+    """m_1..m_k of the free product from the product of the factors' S-series (exact; derived once
+    per factors and k)."""
+    series = [1] + [0] * (k - 1)
+    for law, power in groups:
+        if sp.sympify(law.mean).is_zero:
+            raise DomainError(f"{law.name} has mean 0: free products need laws with an S-transform")
+        s = s_series(list(law.moments(k)), k)
+        for _ in range(power):
+            series = [sp.expand(sum(series[i] * s[j - i] for i in range(j + 1))) for j in range(k)]
+    return tuple(moments_from_s(series, k))
 
 
 def free_product(*laws) -> SpectralLaw:

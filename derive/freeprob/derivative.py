@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import sympy as sp
@@ -54,19 +54,27 @@ def derivative_law(activation, q) -> SpectralLaw:
     """The law of φ′(h)², h ~ N(0, q): atomic (exact) or :class:`DerivativeLaw` (numeric)."""
     act = make_activation(activation)
     q = exact(q, "q", positive=True)
+    points = _atomic_points(act, q)
+    return DerivativeLaw(act, q) if points is None else Atomic(points)
+
+
+@lru_cache(maxsize=256)
+def _atomic_points(act: Activation, q: sp.Expr):
+    """((value, probability), ...) of φ′(h)² when φ′² is piecewise constant, else None (exact;
+    derived once per activation and q)."""
     d2 = act.derivative(X) ** 2
     if d2.has(sp.DiracDelta):
         raise DomainError(f"φ′ of {act.name} contains a Dirac delta: D² = φ′(h)² is not a law; "
                           "use an activation that is continuous")
     values = _piecewise_constant(d2, act.kinks)
     if values is None:
-        return DerivativeLaw(act, q)
+        return None
     ends = [-sp.oo, *act.kinks, sp.oo]
     cdf = [sp.erf(e / sp.sqrt(2 * q)) / 2 if e.is_finite else sp.sign(e) / 2 for e in map(sp.sympify, ends)]
     points: dict = {}
     for value, lo, hi in zip(values, cdf[:-1], cdf[1:], strict=True):
         points[value] = sp.simplify(points.get(value, 0) + hi - lo)
-    return Atomic(tuple(points.items()))
+    return tuple(points.items())
 
 
 def _piecewise_constant(d2: sp.Expr, kinks: tuple):

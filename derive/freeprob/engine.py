@@ -10,6 +10,7 @@ point.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import sympy as sp
 
@@ -39,9 +40,10 @@ def q_star(act, sigma_w2: float, sigma_b2: float) -> float:
     return value
 
 
+@lru_cache(maxsize=256)
 def _sign_only_mean(act):
     """E φ′(h)² = (φ′(0⁺)² + φ′(0⁻)²)/2 when φ′² is constant on each side of 0 (φ positively
-    homogeneous; then it does not depend on q), else None."""
+    homogeneous; then it does not depend on q), else None (derived once per activation)."""
     if not set(act.kinks) <= {0}:
         return None
     t = sp.Symbol("t", positive=True)
@@ -62,8 +64,6 @@ def critical_point(act, sigma_b2: float) -> tuple:
     (q^{l+1} = q^l + σ_b²).  Otherwise the mean-field engine's critical point is used, and q* = 0
     (the marginal point) is replaced by the fixed point reached from q⁰ = 1.
     """
-    from derive.meanfield import MeanField
-
     act = make_activation(act)
     mu1 = _sign_only_mean(act)
     if mu1 is not None:
@@ -72,6 +72,8 @@ def critical_point(act, sigma_b2: float) -> tuple:
                 f"{act.name} is positively homogeneous: on its critical line σ_w² = {1 / mu1} the "
                 f"variance grows by σ_b² = {sigma_b2} per layer and has no fixed point; use sigma_b2=0")
         return 1 / mu1, sp.Integer(1)
+    from derive.meanfield import MeanField  # only here: the engine's import is heavy
+
     point = MeanField(act).critical_point(float(sigma_b2))
     qs = float(point.q_star)
     if not math.isfinite(float(point.sigma_w2)):

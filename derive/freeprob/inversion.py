@@ -14,7 +14,11 @@ than 0.3 times the second nearest — else the step is refined (two roots that c
 relative are a double root: the one with the smaller Im G is kept, and either is the same to that
 accuracy).  At the end the root is polished by Newton's method on the unexpanded P.
 Boundary value: ρ(λ) = −Im G(λ + i0)/π
-(Pennington, Schoenholz & Ganguli 2017, eq. 4).
+(Pennington, Schoenholz & Ganguli 2017, eq. 4).  Along the real axis (from one boundary value
+inside a supported piece to others) the same steps are taken by Newton's method at all points
+at once, each step proved to take the root the eigenvalues would (Rouché's theorem with the
+rounding errors bounded: :meth:`RootTracker.certified`); the eigenvalues remain for the steps
+that cannot be proved (next to a double root at an edge, in the cluster of roots at an atom).
 
 **Support.**  The density can change between zero and non-zero only where two roots of P(λ, ·)
 meet (zeros of the discriminant of P in M), where M has a pole (zeros of its leading coefficient:
@@ -22,15 +26,20 @@ atoms at λ ≠ 0) or at λ = 0; between consecutive such points the law is eith
 decided at the midpoint.  Atoms: at λ = a ≠ 0 the mass is lim_{z→a} (z − a) G(z), read off as the
 root u ≠ 0 of the lowest-order coefficient of P(a + v, u/v − 1)·v^d in v (exact) nearest the
 continued value; at 0 the mass is 1 + M(0 + i0).  Every support is checked a posteriori: the
-density integrated over the bands (tanh–sinh quadrature) plus the atoms must give 1 to
-``MASS_TOL``, else :class:`~derive.errors.NumericError` — the law is never returned with a density
-that does not integrate to its mass.
+density integrated over the supported pieces (tanh–sinh quadrature, :class:`IndefiniteTanhSinh`,
+whose samples the CDF reuses) plus the atoms must give 1 to ``MASS_TOL``, else
+:class:`~derive.errors.NumericError` — the law is never returned with a density that does not
+integrate to its mass.
+
+The exact work on P (its G-form coefficients, discriminant zeros, poles, atom candidates, Puiseux
+expansions) is done once per relation (:func:`g_coefficients`, :meth:`ExactPoints.of`,
+:meth:`ClusterSeries.expansions`); every numeric step runs for each law.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import sympy as sp
@@ -42,18 +51,22 @@ MASS_TOL = 1e-8
 _ACCEPT = 0.3
 _RELIABLE = 1e-2
 _COINCIDE = 1e-6
+_STRIDE = 16
 
 
 @dataclass(frozen=True)
 class Support:
     """Where a law lives: closed intervals ``bands`` (edges), ``atoms`` as (location, mass) pairs,
-    and the a-posteriori check ``mass`` = ∫ρ over the bands + Σ masses (1 up to ``mass_error``)."""
+    and the a-posteriori check ``mass`` = ∫ρ over the bands + Σ masses (1 up to ``mass_error``);
+    ``integrals``: the :class:`IndefiniteTanhSinh` rules the check integrated with, when it kept
+    them (their samples serve the CDF)."""
 
     bands: tuple
     atoms: tuple
     mass: float
     mass_error: float
     method: str = ""
+    integrals: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def edges(self) -> tuple:
@@ -75,54 +88,16 @@ class Support:
         return f"Support(bands: {bands or 'none'}; atoms: {atoms or 'none'}; mass {self.mass:.15g})"
 
 
-def tanh_sinh(f, a: float, b: float, levels: int = 8, tol: float = 1e-14) -> tuple:
+def tanh_sinh(f, a: float, b: float, tol: float = 1e-14) -> tuple:
     """(∫_a^b f, error estimate) by the tanh–sinh rule (integrable endpoint singularities
-    allowed); the estimate is the change at the last halving of the step, which stops once it is
-    below ``tol`` relative (or after ``levels`` halvings).  ``f`` is vectorised.
-    The nodes t = jh are nested: each halving of h evaluates f at the new nodes only.
-
-    Nodes closer to an endpoint than 2^20 ulp are not sampled (the rounding of x would shift them),
-    nor those from the first node where f returns nan (f cannot be evaluated reliably there);
-    there the rule uses the power law c·t^α through the two innermost sampled nodes.
+    allowed); the estimate is the change at the last halving of the step h = 2^-k, k = 2..8,
+    which stops once it is below ``tol`` relative.  ``f`` is vectorised; the nodes are nested
+    (each halving evaluates f at the new nodes only).  Nodes closer to an endpoint than 2^20 ulp
+    are not sampled (the rounding of x would shift them), nor those from the first node where f
+    returns nan (f cannot be evaluated reliably there); there the rule uses the power law c·t^α
+    through the two innermost sampled nodes.  The rule of :class:`IndefiniteTanhSinh`.
     """
-    r = (b - a) / 2
-    finest = 2**levels
-    count = int(6.5 * finest)  # t up to 6.5: the nodes reach ~1e-300 of the ends
-    t_all = np.arange(1, count + 1) / finest
-    s_all = np.pi / 2 * np.sinh(t_all)
-    with np.errstate(over="ignore"):
-        w_all = np.pi / 2 * np.cosh(t_all) / np.cosh(s_all) ** 2
-        gap_all = 2 * r / (1 + np.exp(2 * s_all))  # distance of the node to its endpoint
-    centre = r * float(f(np.array([a + r]))[0]) * np.pi / 2
-    cache = {a: np.full(count, np.nan), b: np.full(count, np.nan)}
-    done = {a: np.zeros(count, dtype=bool), b: np.zeros(count, dtype=bool)}
-    previous = value = None
-    change = np.inf
-    for k in range(2, levels + 1):
-        h = 2.0**-k
-        idx = np.arange(2 ** (levels - k), count + 1, 2 ** (levels - k)) - 1  # t = jh, j >= 1
-        w, gap = w_all[idx], gap_all[idx]
-        value = h * centre
-        for end, sign in ((a, 1.0), (b, -1.0)):
-            keep = (gap > 2.0**20 * np.finfo(float).eps * abs(end)) & (w > 1e-300)
-            new = idx[keep & ~done[end][idx]]
-            if new.size:
-                cache[end][new] = f(end + sign * gap_all[new])
-                done[end][new] = True
-            fx = cache[end][idx[keep]]
-            unreliable = np.flatnonzero(~np.isfinite(fx))  # f may decline (nan) near an end
-            if unreliable.size:
-                keep[np.flatnonzero(keep)[unreliable[0]:]] = False
-                fx = fx[:unreliable[0]]
-            value += h * r * float(np.sum(w[keep] * fx))
-            dropped = ~keep & (w > 1e-300) & (gap > 0)
-            value += h * r * float(np.sum(w[dropped] * _power_law(gap[keep], fx, gap[dropped])))
-        if previous is not None:
-            change = abs(value - previous)
-            if change <= tol * max(1.0, abs(value)):
-                break
-        previous = value
-    return value, change
+    return IndefiniteTanhSinh(f, a, b).total(tol)
 
 
 def _power_law(gap: np.ndarray, fx: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -131,6 +106,167 @@ def _power_law(gap: np.ndarray, fx: np.ndarray, at: np.ndarray) -> np.ndarray:
         return np.zeros(at.size)
     alpha = np.log(fx[-1] / fx[-2]) / np.log(gap[-1] / gap[-2])
     return fx[-1] * (at / gap[-1]) ** alpha
+
+
+class IndefiniteTanhSinh:
+    r"""∫_a^x ρ for x in [a, b], and ∫_a^b ρ, for a density ρ integrable on [a, b] and analytic
+    inside (endpoint divergences t^{−α}, α < 1, allowed), by the tanh–sinh rule (Takahasi & Mori
+    1974): in t(s) = a + (b − a)(1 + tanh(π/2 sinh s))/2 the integrand g(s) = ρ(t(s)) t′(s) is
+    smooth and decays double-exponentially, sampled at s = jh, |s| <= 6.5, h = 2^-k, k = 2..8,
+    nested (a finer level evaluates ρ at its new nodes only, in one call; the samples are kept for
+    later calls); no node within 2^20 ulp of an end (the rounding of t would shift it) nor from
+    the first nan on (ρ cannot be evaluated reliably there): there g is the power law through the
+    two innermost sampled nodes.
+
+    * :meth:`total`: h Σ g, the tanh–sinh rule, until two levels agree to ``tol`` relative.
+    * :meth:`integral`: ∫_{−∞}^{σ(x)} g as the sum over whole cells plus a part of one, each the
+      exact integral of the interpolant through the 2·_HALF nodes around the cell (degree 11:
+      the error falls like h^12 once g is resolved: ~200 nodes for 1e-12 where the cumulative
+      trapezoid rule, O(h²), needed 4000 for 1e-7), until two levels agree to ``tol`` at every
+      x (the finer is returned), else :class:`~derive.errors.NumericError`.
+
+    >>> rule = IndefiniteTanhSinh(lambda t: 1 / np.sqrt(t), 0.0, 4.0)  # ∫_0^x = 2√x
+    >>> bool(np.all(np.abs(rule.integral(np.array([-1.0, 1.0, 4.0]), 1e-12) - [0, 2, 4]) < 1e-13))
+    True
+    """
+
+    REACH, FIRST, LAST = 6.5, 2, 8  # t up to 6.5: the nodes reach ~1e-300 of the ends
+
+    def __init__(self, f, a: float, b: float, prefetch: int = FIRST):
+        """``prefetch``: the level whose nodes the first call evaluates (all of them at once)."""
+        self.f, self.a, self.b, self.prefetch = f, a, b, prefetch
+        finest = 2**self.LAST
+        count = int(self.REACH * finest)
+        t = np.arange(1, count + 1) / finest
+        inner = np.pi / 2 * np.sinh(t)
+        with np.errstate(over="ignore"):
+            self._weight = (b - a) / 2 * np.pi / 2 * np.cosh(t) / np.cosh(inner) ** 2
+            self._gap = (b - a) / (1 + np.exp(2 * inner))  # distance of the node to its end
+        self._values = np.full((2, count), np.nan)  # ρ at a + gap, b − gap
+        self._done = np.zeros((2, count), dtype=bool)
+        self._centre = None
+
+    def total(self, tol: float) -> tuple:
+        """(∫_a^b ρ, the change at the last halving of h) as :func:`tanh_sinh`."""
+        previous, change = None, np.inf
+        for k in range(self.FIRST, self.LAST + 1):
+            value = 2.0**-k * float(np.sum(self._samples(k)))
+            if previous is not None:
+                change = abs(value - previous)
+                if change <= tol * max(1.0, abs(value)):
+                    break
+            previous = value
+        return value, change
+
+    def integral(self, x: np.ndarray, tol: float) -> np.ndarray:
+        """∫_a^{min(x, b)} ρ (0 for x <= a) at each x, to ``tol`` (see the class docstring)."""
+        x = np.asarray(x, dtype=float)
+        out = np.zeros_like(x)
+        inside = (x > self.a) & (x < self.b)
+        with np.errstate(divide="ignore"):
+            sigma = np.arcsinh(np.log((x[inside] - self.a) / (self.b - x[inside])) / np.pi)
+        previous = _indefinite(self._samples(self.FIRST), 2.0**-self.FIRST, self.REACH, sigma)
+        for k in range(self.FIRST + 1, self.LAST + 1):
+            value = _indefinite(self._samples(k), 2.0**-k, self.REACH, sigma)
+            change = np.max(np.abs(value - previous), initial=0.0)
+            if change <= tol:
+                break
+            previous = value
+        else:
+            raise NumericError(f"the indefinite tanh-sinh rule on [{self.a:.12g}, {self.b:.12g}] changes by "
+                               f"{change:.2g} at h = 1/256, more than tol = {tol:g}: the density is not "
+                               "resolved there")
+        out[inside] = value[:-1]
+        out[x >= self.b] = value[-1]
+        return out
+
+    def _samples(self, k: int) -> np.ndarray:
+        """g at s = jh, h = 2^-k, |s| <= REACH, ascending in s (ρ evaluated at the missing nodes
+        of level max(k, prefetch))."""
+        self._evaluate(max(k, self.prefetch))
+        idx = self._level(k)
+        weight, gap = self._weight[idx], self._gap[idx]
+        sides = []
+        for e in (0, 1):
+            kept = self._kept(e, idx)
+            fx = self._values[e, idx[kept]]
+            unreliable = np.flatnonzero(~np.isfinite(fx))  # f may decline (nan) near an end
+            if unreliable.size:
+                kept[np.flatnonzero(kept)[unreliable[0]:]] = False
+                fx = fx[:unreliable[0]]
+            g = np.zeros(idx.size)
+            g[kept] = weight[kept] * fx
+            dropped = ~kept & (weight > 1e-300) & (gap > 0)
+            g[dropped] = weight[dropped] * _power_law(gap[kept], fx, gap[dropped])
+            sides.append(g)
+        return np.concatenate([sides[0][::-1], [self._centre], sides[1]])
+
+    def _level(self, k: int) -> np.ndarray:
+        """Indices (into the finest level's nodes) of the nodes s = jh, j >= 1, of level k."""
+        return np.arange(2 ** (self.LAST - k), self._values.shape[1] + 1, 2 ** (self.LAST - k)) - 1
+
+    def _kept(self, e: int, idx: np.ndarray) -> np.ndarray:
+        """Which nodes `idx` next to end `e` are sampled: not within 2^20 ulp of the end (the node
+        would round) and of non-negligible weight."""
+        end = (self.a, self.b)[e]
+        return (self._gap[idx] > 2.0**20 * np.finfo(float).eps * abs(end)) & (self._weight[idx] > 1e-300)
+
+    def _evaluate(self, k: int) -> None:
+        """ρ at the nodes of level k not evaluated yet, in one call."""
+        idx = self._level(k)
+        new = [idx[self._kept(e, idx) & ~self._done[e, idx]] for e in (0, 1)]
+        points = [self.a + self._gap[new[0]], self.b - self._gap[new[1]]]
+        if self._centre is None:
+            points.append(np.array([(self.a + self.b) / 2]))
+        if sum(p.size for p in points):
+            values = self.f(np.concatenate(points))
+            split = new[0].size + new[1].size
+            self._values[0, new[0]], self._values[1, new[1]] = np.split(values[:split], [new[0].size])
+            self._done[0, new[0]] = self._done[1, new[1]] = True
+            if self._centre is None:
+                self._centre = float(values[-1]) * (self.b - self.a) / 2 * np.pi / 2
+
+
+#: the interpolant of the indefinite rule has degree 2·_HALF − 1 (nodes _HALF on either side of a cell)
+_HALF = 6
+
+
+def _indefinite(g: np.ndarray, h: float, reach: float, sigma: np.ndarray) -> np.ndarray:
+    """∫_{−∞}^{σ} g for g sampled at s = −reach, −reach + h, ..., reach (see
+    :class:`IndefiniteTanhSinh`) at each σ, and the whole integral last."""
+    p = _HALF
+    padded = np.concatenate([np.zeros(p), g, np.zeros(p)])  # g ~ 0 beyond the grid
+    cells = h * np.correlate(padded, _cell_weights(np.ones(1))[0], "valid")[1:g.size]  # cell k: s_k..s_k+1
+    nodes = np.concatenate([[0.0], np.cumsum(cells)])
+    u = np.clip((sigma + reach) / h, 0, g.size - 1)
+    k = np.minimum(np.floor(u).astype(int), g.size - 2)
+    near = padded[k[:, None] + 1 + np.arange(2 * p)]
+    part = h * np.sum(_cell_weights(u - k) * near, axis=1)
+    return np.concatenate([nodes[k] + part, [nodes[-1]]])
+
+
+def _cell_weights(theta: np.ndarray) -> np.ndarray:
+    """w_i(θ) = ∫_0^θ ℓ_i for the Lagrange basis ℓ_i on the nodes 1 − p, ..., p (p = _HALF), shape
+    (len(θ), 2p): the integral over [0, θ] of a cell [0, 1] of the interpolant through its nodes."""
+    rule = _integrated_basis()
+    centred = theta[:, None] - 0.5
+    value, start = np.zeros((theta.size, rule.shape[0])), np.zeros(rule.shape[0])
+    for column in rule.T:  # Horner in τ − 1/2 (|τ − 1/2| <= 1/2: no cancellation)
+        value = value * centred + column
+        start = start * -0.5 + column
+    return value - start
+
+
+@lru_cache(maxsize=1)
+def _integrated_basis() -> np.ndarray:
+    """Row i: the coefficients (highest first) of an antiderivative of ℓ_i in τ − 1/2; the
+    products of the half-integer nodes are exact in float64."""
+    nodes = np.arange(1 - _HALF, _HALF + 1) - 0.5
+    rows = [np.polyint(np.poly(np.delete(nodes, i))) / np.prod(n - np.delete(nodes, i))
+            for i, n in enumerate(nodes)]
+    out = np.array(rows)
+    out.flags.writeable = False
+    return out
 
 
 class HeightSchedule:
@@ -196,21 +332,24 @@ class RootTracker:
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
-    def _coefficients(self) -> list:
-        poly = sp.Poly(self.relation.equation("G", factored=False), G_)
-        out = []
-        for c in poly.all_coeffs():
-            pz = sp.Poly(c, Z)
-            out.append(np.array([complex(sp.N(v, 30)) for v in pz.all_coeffs()]))
-        return [c.real if not np.any(c.imag) else c for c in out]
+    def _matrix(self) -> np.ndarray:
+        return g_coefficients(self.relation)
+
+    def coefficients(self, z: np.ndarray) -> np.ndarray:
+        """c_k(z), shape (N, d + 1): P(z, zG − 1) = Σ_k c_k(z) G^{d−k} (Horner in z, all k at once)."""
+        c = self._matrix
+        out = np.broadcast_to(c[:, 0], (z.size, c.shape[0])).astype(np.result_type(c, z))
+        for column in c.T[1:]:
+            out = out * z[:, None] + column
+        return out
 
     def roots(self, z: np.ndarray) -> np.ndarray:
         """All d roots G of P(z, zG − 1) = 0 at each z, shape (N, d): eigenvalues of the companion
         matrices, real ones (faster) where z and the coefficients are real."""
         z = np.asarray(z)
-        real = not any(np.iscomplexobj(c) for c in self._coefficients) and not np.any(np.imag(z))
+        real = not np.iscomplexobj(self._matrix) and not np.any(np.imag(z))
         z = z.real if real else z.astype(complex)
-        coeffs = np.stack([np.polyval(c, z) for c in self._coefficients], axis=-1)  # (N, d+1)
+        coeffs = self.coefficients(z)  # (N, d+1)
         with np.errstate(all="ignore"):
             monic = coeffs[:, 1:] / coeffs[:, :1]
         d = monic.shape[1]
@@ -253,6 +392,115 @@ class RootTracker:
         return roots, u
 
     def _march(self, path: np.ndarray, g0: complex) -> np.ndarray:
+        """G along the monotone real `path` (path[0] where G = g0), the same roots as
+        :meth:`_eigen_march` at a fraction of its cost: Newton's method at every point at once, from
+        the linear interpolation of the eigenvalue march on every ``_STRIDE``-th point, and each step
+        kept only when :meth:`certified` proves that its root is the one the eigenvalue march takes
+        (the nearest to the previous value in qG, closer than _ACCEPT times any other).  From a step
+        that is not proved the eigenvalue march takes ``_STRIDE`` steps, and Newton's roots are taken
+        up again where it meets them (to 1e-12 relative); else it goes on to the end."""
+        n = path.size
+        if n <= 2 * _STRIDE:
+            return self._eigen_march(path, g0)
+        coarse = np.unique(np.concatenate([np.arange(0, n, _STRIDE), [n - 1]]))
+        anchor = self._eigen_march(path[coarse], g0)
+        known = np.isfinite(anchor)
+        last = coarse[known][-1]
+        guess = np.full(n, complex(np.nan, np.nan))
+        along = np.abs(path - path[0])  # increasing on either side of path[0]
+        guess[:last + 1] = (np.interp(along[:last + 1], along[coarse][known], anchor[known].real)
+                            + 1j * np.interp(along[:last + 1], along[coarse][known], anchor[known].imag))
+        guess[0] = g0
+        z = path.astype(complex)
+        zeta = self._newton(z, guess)
+        q = self._scaled(z)
+        with np.errstate(all="ignore"):
+            previous = np.concatenate([[g0], q[:-1] * zeta[:-1] / q[1:]])  # the previous qG, over q here
+            # proved[j]: the step j − 1 -> j (j = 0: from g0), a boundary value from C⁺ (as _candidates)
+            proved = self.certified(z, zeta, previous) & (zeta.imag <= 1e-12 * np.abs(zeta))
+        if not proved[0]:
+            return self._eigen_march(path, g0)
+        out = zeta.copy()
+        i = 0
+        while True:  # out[:i + 1] is decided
+            refused = np.flatnonzero(~proved[i + 1:])
+            if not refused.size:
+                return out
+            i += refused[0]
+            end = min(i + _STRIDE, n - 1)
+            out[i:end + 1] = self._eigen_march(path[i:end + 1], out[i])
+            i = end
+            if not abs(out[i] - zeta[i]) <= 1e-12 * abs(zeta[i]):  # not met (or lost: nan)
+                out[i:] = self._eigen_march(path[i:], out[i]) if np.isfinite(out[i]) else np.nan
+                return out
+            out[i] = zeta[i]
+
+    def _newton(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """Newton's method on P(z, zG − 1) from `g`, all points at once; a point stops when its
+        step falls below 1e-14 |G|, or below 1e-10 |G| without shrinking (rounding), or after 30
+        steps (where the result is whatever it reached: :meth:`certified` judges it)."""
+        coeffs = self.coefficients(z).T
+        g = g.astype(complex)
+        active = np.flatnonzero(np.isfinite(g))
+        last = np.full(g.size, np.inf)
+        with np.errstate(all="ignore"):
+            for _ in range(30):
+                ga = g[active]
+                f, df = coeffs[0, active], 0
+                for c in coeffs[1:, active]:  # Horner for P and ∂P/∂G together
+                    df = df * ga + f
+                    f = f * ga + c
+                step = f / df
+                g[active] = ga - step
+                size = np.abs(step) / np.abs(ga)
+                stop = ~(size > 1e-14) | ((size <= 1e-10) & (size > 0.5 * last[active]))
+                last[active] = size
+                active = active[~stop]
+                if not active.size:
+                    break
+        return g
+
+    def certified(self, z: np.ndarray, zeta: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        r"""Whether ζ is a converged root of P(z, zG − 1) (float64 coefficients at z) whose exact
+        root — within ε of ζ, :meth:`root_radius` — is the root nearest `reference`, closer to it
+        than _ACCEPT times any other root (the acceptance test of the continuation).  Converged:
+        |b_0| at most its rounding bound plus 1e-12 |ζ| β_1/2 (Newton's step below 1e-12 relative).
+        Nearest: by Rouché's theorem, β_1 r > B_0 + Σ_{k>=2} B_k r^k also at r = D = d + (d + ε)/_ACCEPT,
+        d = |ζ − reference|: no other root within D of ζ, so farther than D − d = (d + ε)/_ACCEPT
+        from the reference, and the root within ε is within d + ε of it."""
+        value, bound = self._taylor(z, zeta)
+        low, radius = _root_radius(value, bound)
+        with np.errstate(all="ignore"):
+            converged = value[0] <= bound[0] + 0.5e-12 * np.abs(zeta) * low
+            dist = np.abs(zeta - reference)
+            big = dist + (dist + radius) / _ACCEPT
+            return np.isfinite(big) & converged & _dominated(value + bound, low, big)
+
+    def root_radius(self, z: np.ndarray, zeta: np.ndarray) -> np.ndarray:
+        r"""ε = 2B_0/β_1 such that P(z, zG − 1) (float64 coefficients at z) has exactly one root
+        within ε of ζ (nan where that is not proved): by Rouché's theorem, as b_1(G − ζ) dominates
+        the rest of Σ_k b_k (G − ζ)^k on |G − ζ| = ε, β_1 ε > B_0 + Σ_{k>=2} B_k ε^k, with the
+        bounds β_1 <= |b_1|, B_k >= |b_k| of :meth:`_taylor`."""
+        return _root_radius(*self._taylor(z, zeta))[1]
+
+    def _taylor(self, z: np.ndarray, zeta: np.ndarray) -> tuple:
+        """(|b_k|, e_k), k = 0..d, shape (d + 1, N): the Taylor coefficients at ζ of
+        P(z, zG − 1) = Σ_k b_k (G − ζ)^k by repeated synthetic division, and bounds of their
+        rounding errors e_k = 8d eps × (the same division of |c_k| at |ζ|): every term passes at
+        most d complex multiplications and 2d additions (Higham 2002, sec. 5.1, for Horner's rule)."""
+        b = self.coefficients(z).astype(complex).T.copy()
+        s = np.abs(b)
+        d, size = b.shape[0] - 1, np.abs(zeta)
+        value, bound = [], []
+        for k in range(d + 1):
+            for j in range(1, d + 1 - k):
+                b[j] = b[j] + zeta * b[j - 1]
+                s[j] = s[j] + size * s[j - 1]
+            value.append(np.abs(b[d - k]))
+            bound.append(8 * d * np.finfo(float).eps * s[d - k])
+        return np.array(value), np.array(bound)
+
+    def _eigen_march(self, path: np.ndarray, g0: complex) -> np.ndarray:
         """G along the monotone real `path` (path[0] where G = g0): at each step the candidate
         root nearest the previous one (in qG) when it is closer than _ACCEPT times the second
         nearest (or coincides with it), else the step is bisected (up to 40 times)."""
@@ -310,7 +558,7 @@ class RootTracker:
 
     def condition(self, z: np.ndarray, g: np.ndarray) -> np.ndarray:
         """First-order float64 error bound of the root g: eps Σ_k |c_k(z)| |g|^k / |∂_G P|."""
-        coeffs = [np.polyval(c, z) for c in self._coefficients]
+        coeffs = self.coefficients(z).T
         d = len(coeffs) - 1
         size = sum(np.abs(c) * np.abs(g) ** (d - k) for k, c in enumerate(coeffs))
         slope = sum((d - k) * c * g ** (d - k - 1) for k, c in enumerate(coeffs[:-1]))
@@ -322,26 +570,38 @@ class RootTracker:
 
         Inside the disc of the Puiseux series of :class:`ClusterSeries` (roots clustering at 0)
         that series is used; elsewhere a float64 root whose first-order error bound exceeds
-        ``_RELIABLE``·|G| is returned as nan.
+        ``_RELIABLE``·|G| is returned as nan.  The first call orients the series in the same
+        continuation as its points outside every disc (one continuation instead of two).
         """
         z = np.asarray(z, dtype=complex).ravel()
         g = np.full(z.size, complex(np.nan, np.nan))
+        continued, ok = g.copy(), np.zeros(z.size, dtype=bool)
+        done = np.zeros(z.size, dtype=bool)
+        if "cluster" not in self._cache:
+            done = ~ClusterSeries.near(self.relation, z)
+            self._cache["cluster"], continued[done], ok[done] = ClusterSeries.build(self, z[done])
         series = self.cluster
         inside = series.covers(z) if series is not None else np.zeros(z.size, dtype=bool)
         if inside.any():  # within its disc the series is accurate to (1/2)^TERMS: no continuation
             g[inside] = series(z[inside])
+        todo = np.flatnonzero(~inside & ~done)
+        if todo.size:
+            continued[todo], ok[todo] = self.continue_roots(z[todo], self.roots)
         rest = np.flatnonzero(~inside)
         if rest.size:
-            gr, ok = self.continue_roots(z[rest], self.roots)
-            gr = np.where(ok, self._polish(z[rest], gr), gr)
+            gr, okr = continued[rest], ok[rest]
+            gr = np.where(okr, self._polish(z[rest], gr), gr)
             with np.errstate(all="ignore"):
-                ok &= self.condition(z[rest], gr) <= _RELIABLE * np.abs(gr)
-            g[rest[ok]] = gr[ok]
+                okr &= self.condition(z[rest], gr) <= _RELIABLE * np.abs(gr)
+            g[rest[okr]] = gr[okr]
         return g
 
-    @cached_property
+    @property
     def cluster(self):
-        return ClusterSeries.build(self)
+        """The :class:`ClusterSeries` at the roots clustering at 0, or None (oriented once)."""
+        if "cluster" not in self._cache:
+            self._cache["cluster"] = ClusterSeries.build(self, np.zeros(0, dtype=complex))[0]
+        return self._cache["cluster"]
 
     def continue_roots(self, z: np.ndarray, roots_of) -> tuple:
         """Vertical continuation (see the module docstring) with the root finder ``roots_of``;
@@ -373,7 +633,7 @@ class RootTracker:
     @cached_property
     def _poles(self) -> np.ndarray:
         """Real zeros of the leading coefficient of P(z, zG − 1) in G, and 0: where G may have poles."""
-        lead = self._coefficients[0]
+        lead = np.trim_zeros(self._matrix[0], "f")
         roots = np.roots(lead) if lead.size > 1 else np.array([])
         real = np.sort(roots[np.abs(roots.imag) <= 1e-6 * (1 + np.abs(roots))].real)
         groups: list = []  # a multiple zero comes out split: merge within 1e-6 and average
@@ -395,7 +655,7 @@ class RootTracker:
     def _polish(self, z, g):
         """Three Newton steps on P(z, zG − 1) = Σ_k c_k(z) G^{d−k} (each taken only when smaller
         than 1e-6 |G|: a correction, never a jump to another root)."""
-        coeffs = [np.polyval(c, z) for c in self._coefficients]
+        coeffs = self.coefficients(z).T
         d = len(coeffs) - 1
         with np.errstate(all="ignore"):
             for _ in range(3):
@@ -429,22 +689,58 @@ class ClusterSeries:
     TERMS = 60
 
     @classmethod
-    def build(cls, tracker: RootTracker):
-        rel = tracker.relation
-        if not rel.is_explicit_inverse:
-            return None
-        num, den = sp.fraction(sp.cancel(rel.inverse))
+    def build(cls, tracker: RootTracker, z: np.ndarray) -> tuple:
+        """(the series at the first multiple zero M₀ that the continuation confirms, or None;
+        G continued at the points `z`, and whether each was followed to its end): the first
+        reference point of every expansion is continued together with `z`."""
+        expansions = cls.expansions(tracker.relation)
+        references = [cls._references(tracker, e) for e in expansions]
+        firsts = [r[0] for r in references if r]
+        g, ok = tracker.continue_roots(np.concatenate([*firsts, z]), tracker.roots) \
+            if firsts or z.size else (z.copy(), np.zeros(0, dtype=bool))
+        known = iter(zip(g[:len(firsts)], ok[:len(firsts)], strict=True))
+        chosen = None
+        for expansion, refs in zip(expansions, references, strict=True):
+            chosen = cls._orient(tracker, expansion, refs, next(known) if refs else None)
+            if chosen is not None:
+                break
+        return chosen, g[len(firsts):], ok[len(firsts):]
+
+    @classmethod
+    def near(cls, relation: Relation, z: np.ndarray) -> np.ndarray:
+        """Whether each z lies in the disc of any expansion (where the series may be used)."""
+        near = np.zeros(z.size, dtype=bool)
+        for expansion in cls.expansions(relation):
+            near |= cls._inside(expansion, z)
+        return near
+
+    @staticmethod
+    def _inside(expansion: tuple, z: np.ndarray) -> np.ndarray:
+        _, order, h0, _, radius = expansion
+        return np.abs(z / h0) ** (1 / order) <= radius / 2
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def expansions(relation: Relation) -> tuple:
+        """(M₀, L, h(M₀), coefficients of u(t), radius R) for every zero M₀ of order L >= 2 of the
+        numerator of M⁻¹ (none unless M⁻¹ is explicit): derived once per relation."""
+        if not relation.is_explicit_inverse:
+            return ()
+        num, den = sp.fraction(sp.cancel(relation.inverse))
         num = sp.Poly(num, M_)
+        out = []
         for factor, order in num.sqf_list()[1]:
             if factor.degree() != 1 or order < 2:
                 continue
             m0 = sp.solve(factor.as_expr(), M_)[0]
-            series = cls._series(num.as_expr(), den, m0, order)
+            series = ClusterSeries._series(num.as_expr(), den, m0, order)
             if series is not None:
-                chosen = cls._orient(tracker, complex(sp.N(m0, 30)), order, *series)
-                if chosen is not None:
-                    return chosen
-        return None
+                h0, b = series
+                b.flags.writeable = False
+                tail = [abs(c) ** (-1 / j) for j, c in enumerate(b)
+                        if j >= ClusterSeries.TERMS // 2 and abs(c) > 0]
+                out.append((complex(sp.N(m0, 30)), order, h0, b, min(tail) if tail else np.inf))
+        return tuple(out)
 
     @classmethod
     def _series(cls, num, den, m0, order):
@@ -465,17 +761,23 @@ class ClusterSeries:
         phi = np.concatenate([[0], root[:cls.TERMS - 1]])  # φ(u) = u·root(u)
         return h[0], _reverse_numeric(phi)
 
+    @staticmethod
+    def _references(tracker: RootTracker, expansion: tuple) -> list:
+        """Reference points i·10^-k·(moment radius), k = 1..8, inside the disc, the farthest first:
+        there the L roots are best separated (next to 0 the continuation is ill-conditioned)."""
+        points = (np.array([1j * scale * tracker.radius]) for scale in 10.0 ** np.arange(-1, -9, -1))
+        return [zr for zr in points if ClusterSeries._inside(expansion, zr)[0]]
+
     @classmethod
-    def _orient(cls, tracker, m0, order, h0, b):
-        tail = [abs(c) ** (-1 / j) for j, c in enumerate(b) if j >= cls.TERMS // 2 and abs(c) > 0]
-        radius = min(tail) if tail else np.inf
-        # a reference point inside the disc where float64 is good: the farthest from 0 first, where
-        # the L roots are best separated (next to 0 the continuation is ill-conditioned)
-        for scale in 10.0 ** np.arange(-1, -9, -1):
-            zr = np.array([1j * scale * tracker.radius])
-            if abs((zr[0] / h0) ** (1 / order)) > radius / 2:
-                continue
-            g, ok = tracker.continue_roots(zr, tracker.roots)
+    def _orient(cls, tracker, expansion, references, first):
+        """The series whose root of unity agrees with the float64 continuation at the first
+        reference point where that continuation is reached and well conditioned (``first``: its
+        continuation, done already), or None."""
+        m0, order, h0, b, radius = expansion
+        for zr in references:
+            g, ok = first if first is not None else tracker.continue_roots(zr, tracker.roots)
+            first = None
+            g, ok = np.atleast_1d(g), np.atleast_1d(ok)
             if not ok[0] or tracker.condition(zr, g)[0] > 1e-8 * abs(g[0]):
                 continue
             for k in range(order):  # the L choices differ by O(|t|): far more than 1e-6
@@ -485,7 +787,7 @@ class ClusterSeries:
         return None
 
     def covers(self, z: np.ndarray) -> np.ndarray:
-        return np.abs(z / self.h0) ** (1 / self.order) <= self.radius / 2
+        return self._inside((self.m0, self.order, self.h0, self.coefficients, self.radius), z)
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         # a branch of (z/h₀)^{1/L} continuous on the closed upper half plane (arg z in [0, π])
@@ -505,17 +807,17 @@ def _power_series(c: list, power: float, n: int) -> np.ndarray:
 
 
 def _reverse_numeric(f: np.ndarray) -> np.ndarray:
-    """Coefficients of the compositional inverse of f = Σ f_j u^j (f_0 = 0, f_1 != 0)."""
+    """Coefficients of the compositional inverse g of f = Σ f_j u^j (f_0 = 0, f_1 != 0): from
+    Σ_j f_j g^j = t, g_k = −Σ_{j=2}^{k} f_j [t^k] g^j / f_1, where [t^k] g^j (j >= 2) needs only
+    g_1..g_{k−1}: the powers are built one coefficient (a column of all of them) at a time."""
     n = f.size
     g = np.zeros(n, dtype=complex)
-    g[1] = 1 / f[1]
-    for k in range(2, n):
-        total, power = np.zeros(n, dtype=complex), np.zeros(n, dtype=complex)
-        power[0] = 1
-        for j in range(1, k + 1):
-            power = np.convolve(power, g)[:n]
-            total += f[j] * power
-        g[k] = -total[k] / f[1]
+    powers = np.zeros((n, n), dtype=complex)  # powers[j, m] = [t^m] g^j
+    powers[0, 0] = 1
+    for k in range(1, n):
+        powers[2:, k] = powers[1:-1, k - 1:0:-1] @ g[1:k]  # Σ_i g_i [t^(k−i)] g^(j−1)
+        g[k] = (1 if k == 1 else -(f[2:k + 1] @ powers[2:k + 1, k])) / f[1]
+        powers[1, k] = g[k]
     return g
 
 
@@ -543,6 +845,37 @@ def _match(roots: np.ndarray, previous: np.ndarray, z: np.ndarray, q: np.ndarray
     ok = np.isfinite(d1) & ((d1 <= _ACCEPT * d2) | coincide)
     lower = r2.imag < r1.imag
     return np.where(coincide & lower, r2, r1), ok
+
+
+@lru_cache(maxsize=64)
+def g_coefficients(relation: Relation) -> np.ndarray:
+    """The coefficients of P(z, zG − 1) = Σ_k c_k(z) G^{d−k} as a read-only (d + 1, n + 1) array,
+    row k the coefficients of c_k (highest power of z first, zero-padded to the largest degree n),
+    at 30 digits rounded to float64 (real when they all are): derived once per relation."""
+    poly = sp.Poly(relation.equation("G", factored=False), G_)
+    rows = [np.array([complex(sp.N(v, 30)) for v in sp.Poly(c, Z).all_coeffs()]) for c in poly.all_coeffs()]
+    width = max(r.size for r in rows)
+    out = np.zeros((len(rows), width), dtype=complex)
+    for k, r in enumerate(rows):
+        out[k, width - r.size:] = r
+    out = out.real.copy() if not np.any(out.imag) else out
+    out.flags.writeable = False
+    return out
+
+
+def _root_radius(value: np.ndarray, bound: np.ndarray) -> tuple:
+    """(β_1 = |b_1| − e_1, ε = 2B_0/β_1 where proved, else nan): see :meth:`RootTracker.root_radius`."""
+    with np.errstate(all="ignore"):
+        low = value[1] - bound[1]
+        radius = 2 * (value[0] + bound[0]) / low
+        return low, np.where(_dominated(value + bound, low, radius), radius, np.nan)
+
+
+def _dominated(high: np.ndarray, low: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Whether β_1 r > B_0 + Σ_{k>=2} B_k r^k (``high`` = the bounds B_k, ``low`` = β_1 > 0)."""
+    with np.errstate(all="ignore"):
+        rest = high[0] + sum(h * r**k for k, h in enumerate(high[2:], start=2))
+        return (low > 0) & (rest < low * r)
 
 
 def _rational(expr) -> sp.Expr:
@@ -620,24 +953,53 @@ class Inversion:
         return rho
 
 
+@dataclass(frozen=True)
+class ExactPoints:
+    """What the exact polynomial P says about the support, derived once per relation: the real
+    zeros of the discriminant of P in M, the real poles a != 0 (zeros of the leading coefficient),
+    and the exact atom candidates — 1 + M₀ for the roots M₀ of P(0, ·) (``at_zero``), and per pole
+    u/a for the roots u != 0 of the lowest-order coefficient in v of P(a + v, u/v)·v^d
+    (``at_poles``)."""
+
+    discriminant_zeros: tuple
+    poles: tuple
+    at_zero: tuple
+    at_poles: tuple
+
+    @classmethod
+    @lru_cache(maxsize=64)
+    def of(cls, relation: Relation) -> ExactPoints:
+        exact = _rational(relation.poly)
+        poly_m = sp.Poly(exact, M_)
+        lead = sp.Poly(poly_m.all_coeffs()[0], Z)
+        disc = sp.discriminant(poly_m) if poly_m.degree() > 1 else sp.Integer(1)
+        poles = sorted({a for a in lead.real_roots() if a != 0}, key=float) if lead.degree() > 0 else []
+        v, u = sp.symbols("v u")
+        d = poly_m.degree()
+        at_poles = []
+        for a in poles:
+            expr = sp.Poly(sp.expand(exact.subs({Z: a + v, M_: u / v}) * v**d), v)
+            low = min(m[0] for m in expr.monoms())
+            lowest = sp.Poly(expr.coeff_monomial(v**low), u)
+            at_poles.append(tuple(complex(r).real / float(a) for r in _nroots(lowest) if abs(complex(r)) > 0))
+        at_zero = tuple(1 + r.real for r in _exact_roots(relation.poly.subs(Z, 0)))
+        return cls(tuple(_real_roots(disc)), tuple(float(a) for a in poles), at_zero, tuple(at_poles))
+
+
 def algebraic_support(relation: Relation, tracker: RootTracker) -> Inversion:
     """Bands and atoms of an algebraic law with numeric coefficients (see the module docstring)."""
-    exact = _rational(relation.poly)
-    poly_m = sp.Poly(exact, M_)
-    lead = poly_m.all_coeffs()[0]
-    disc = sp.discriminant(poly_m) if poly_m.degree() > 1 else sp.Integer(1)
-    poles = sorted({a for a in sp.Poly(lead, Z).real_roots() if a != 0}, key=float) \
-        if sp.Poly(lead, Z).degree() > 0 else []
+    points = ExactPoints.of(relation)
+    poles = list(points.poles)
     # spurious far zeros (of the 40-digit rational form) are dropped: the support lies well within
     # 100 times the moment radius max_k |m_k|^{1/k}
     reach = 100 * tracker.radius
-    candidates = sorted({c for c in _real_roots(disc) + [float(a) for a in poles] + [0.0] if abs(c) <= reach})
+    candidates = sorted({c for c in [*points.discriminant_zeros, *poles, 0.0] if abs(c) <= reach})
     scale = max(tracker.radius, max((abs(c) for c in candidates), default=0.0), 1e-300)
-    atoms = _atoms(exact, tracker, poles, scale, relation.poly.subs(Z, 0))
-    atom_points = {a for a, _ in atoms}
     ends = list(zip(candidates[:-1], candidates[1:], strict=True))
     mids = np.array([(lo + hi) / 2 for lo, hi in ends])
-    g_mid = tracker.physical(mids.astype(complex)) if ends else np.array([])
+    g_mid = tracker.physical(mids.astype(complex)) if ends else np.array([])  # first: orients the series
+    atoms = _atoms(points, tracker, scale)
+    atom_points = {a for a, _ in atoms}
     bands, pieces = [], []
     for (lo, hi), mid, g in zip(ends, mids, g_mid, strict=True):
         if -g.imag / np.pi > 1e-12 / scale:
@@ -651,15 +1013,18 @@ def algebraic_support(relation: Relation, tracker: RootTracker) -> Inversion:
     def density(x):
         return inversion.density(tracker, x)
 
+    # integrated between candidates (no node at 0 or an interior edge), the samples kept for the CDF
+    # h = 1/16 at once: the cost of a call hardly depends on its number of points here
+    rules = tuple(IndefiniteTanhSinh(density, piece.lo, piece.hi, prefetch=4) for piece in pieces)
     total, error = sum(m for _, m in atoms), 0.0
-    for piece in pieces:  # integrated between candidates: no node at 0 or an interior edge
-        value, err = tanh_sinh(density, piece.lo, piece.hi, tol=MASS_TOL / 100)
+    for rule in rules:
+        value, err = rule.total(MASS_TOL / 100)
         total, error = total + value, error + err
     if not (abs(total - 1) <= MASS_TOL + error and error <= MASS_TOL):
         raise NumericError(f"the density found integrates with its atoms to {total:.15g}, not 1: "
                            "cannot decide the support of this law reliably")
     support = Support(tuple(bands), tuple(atoms), total, max(error, abs(total - 1)),
-                      "edges: real zeros of the discriminant of P(z, M) in M; tanh-sinh mass check")
+                      "edges: real zeros of the discriminant of P(z, M) in M; tanh-sinh mass check", rules)
     return Inversion(support, tuple(pieces), tuple(candidates), inversion.poles)
 
 
@@ -696,27 +1061,14 @@ def _exact_roots(poly_m: sp.Expr) -> list:
     return out
 
 
-def _atoms(exact: sp.Expr, tracker: RootTracker, poles: list, scale: float, at_zero: sp.Expr) -> list:
-    """Atoms at 0 (mass 1 + M(0 + i0), M(0) an exact root of ``at_zero`` = P(0, ·)) and at the poles a != 0
-    (mass u/a for the roots u of the lowest-order coefficient of P(a + v, u/v)·v^d), each exact
-    candidate accepted only when it agrees with the continued value within its tolerance."""
+def _atoms(points: ExactPoints, tracker: RootTracker, scale: float) -> list:
+    """Atoms at 0 and at the poles a != 0 (the exact candidates of ``points``), each exact candidate
+    accepted only when it agrees with the continued value lim iy·G(a + iy) within its tolerance."""
     atoms = []
-    estimate, tol = _residue(tracker, 0.0, scale)
-    roots0 = [1 + r.real for r in _exact_roots(at_zero)]
-    close = [m for m in roots0 if abs(m - estimate) < tol]
-    if close and min(close, key=lambda m: abs(m - estimate)) > 1e-13:
-        atoms.append((0.0, float(min(close, key=lambda m: abs(m - estimate)))))
-    v, u = sp.symbols("v u")
-    d = sp.Poly(exact, M_).degree()
-    for exact_a in poles:
-        a = float(exact_a)
+    for a, candidates in ((0.0, points.at_zero), *zip(points.poles, points.at_poles, strict=True)):
         estimate, tol = _residue(tracker, a, scale)
-        expr = sp.Poly(sp.expand(exact.subs({Z: exact_a + v, M_: u / v}) * v**d), v)
-        low = min(m[0] for m in expr.monoms())
-        candidates = [complex(r).real / a for r in _nroots(sp.Poly(expr.coeff_monomial(v**low), u))
-                      if abs(complex(r)) > 0]
         # no pole of G (only a divergence like an inverse square root) leaves no candidate
-        close = [c for c in candidates if abs(c - estimate) < tol]
-        if close and min(close, key=lambda c: abs(c - estimate)) > 1e-13:
-            atoms.append((a, float(min(close, key=lambda c: abs(c - estimate)))))
+        close = [m for m in candidates if abs(m - estimate) < tol]
+        if close and min(close, key=lambda m: abs(m - estimate)) > 1e-13:
+            atoms.append((a, float(min(close, key=lambda m: abs(m - estimate)))))
     return sorted(atoms)

@@ -26,7 +26,7 @@ g
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import sympy as sp
@@ -267,10 +267,7 @@ class Atomic(SpectralLaw):
 
     @cached_property
     def relation(self) -> Relation:
-        g = sum(p / (Z - a) for a, p in self.points)
-        if len(self.points) == 1 and self.points[0][0] == 0:
-            return Relation(M_)
-        return Relation.from_g_poly(sp.numer(sp.together(G_ - g)))
+        return _atomic_relation(self.points)
 
     def _moment_list(self, k: int) -> list:
         return [sp.expand(sum(p * a**n for a, p in self.points)) for n in range(1, k + 1)]
@@ -290,6 +287,15 @@ class Atomic(SpectralLaw):
         self._require_numeric()
         atoms = tuple(sorted((float(a), float(p)) for a, p in self.points))
         return Support((), atoms, float(sum(p for _, p in atoms)), 0.0, "atoms (exact)")
+
+
+@lru_cache(maxsize=256)
+def _atomic_relation(points: tuple) -> Relation:
+    """The relation of Σ p_i δ_{a_i}: G = Σ p_i/(z − a_i), derived once per tuple of points."""
+    if len(points) == 1 and points[0][0] == 0:
+        return Relation(M_)
+    g = sum(p / (Z - a) for a, p in points)
+    return Relation.from_g_poly(sp.numer(sp.together(G_ - g)))
 
 
 def PointMass(value) -> Atomic:

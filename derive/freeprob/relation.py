@@ -28,7 +28,7 @@ result satisfies to the order of its degree (checked exactly).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import sympy as sp
 
@@ -67,7 +67,10 @@ _BRANCH = {"G": (G_, Z, r"G(z) \sim 1/z,\ z \to \infty"),
 
 
 def _numerator(expr) -> sp.Expr:
-    return sp.numer(sp.together(sp.sympify(expr)))
+    """The numerator of `expr` over a common denominator (a polynomial is its own: together() on
+    it only rewrites it, at a cost that dominated the derivation of a relation)."""
+    expr = sp.sympify(expr)
+    return expr if expr.is_polynomial() else sp.numer(sp.together(expr))
 
 
 def _tidy(expr, var: sp.Symbol, strip_power: bool = False, factored: bool = True) -> sp.Expr:
@@ -88,15 +91,19 @@ class Relation:
     poly: sp.Expr
 
     @classmethod
+    @lru_cache(maxsize=256)
     def from_inverse(cls, chi) -> Relation:
-        """The relation of z = M⁻¹(M) for an explicit (rational) M⁻¹ = ``chi`` (in the symbol M)."""
+        """The relation of z = M⁻¹(M) for an explicit (rational) M⁻¹ = ``chi`` (in the symbol M);
+        derived once per expression."""
         chi = sp.cancel(sp.sympify(chi))
         num, den = sp.fraction(chi)
         return cls(Z * den - num)
 
     @classmethod
+    @lru_cache(maxsize=256)
     def from_g_poly(cls, poly_g) -> Relation:
-        """From an equation P_G(z, G) = 0 of G (substituting G = (M + 1)/z)."""
+        """From an equation P_G(z, G) = 0 of G (substituting G = (M + 1)/z); derived once per
+        expression."""
         return cls(_tidy(_numerator(sp.sympify(poly_g).subs(G_, (M_ + 1) / Z)), M_))
 
     @cached_property
@@ -238,18 +245,25 @@ def product_relation(relations: list, moments_of) -> Relation:
     """The relation of the free multiplicative convolution of algebraic laws."""
     n = len(relations)
     if all(r.is_explicit_inverse for r in relations):
-        # M⁻¹ = (M/(1 + M))^{n−1} Π_i M_i⁻¹(M), multiplied out as polynomials (repeated factors once)
-        num, den = sp.Poly(M_ ** (n - 1), M_), sp.Poly((1 + M_) ** (n - 1), M_)
-        for rel in set(relations):
-            a, b = rel.inverse_fraction
-            k = relations.count(rel)
-            num, den = num * a**k, den * b**k
-        num, den = num.cancel(den, include=True)
-        return Relation(sp.expand(Z * den.as_expr() - num.as_expr()))
+        return _explicit_product(tuple(relations))
     t = _eliminate(relations, "product")
     y = sp.Symbol("y")
     poly = _numerator(t.subs(sp.Symbol("w"), M_).subs(y, Z * ((1 + M_) / M_) ** (n - 1)))
     return select(poly, moments_of)
+
+
+@lru_cache(maxsize=64)
+def _explicit_product(relations: tuple) -> Relation:
+    """M⁻¹ = (M/(1 + M))^{n−1} Π_i M_i⁻¹(M) for factors with explicit M_i⁻¹, multiplied out as
+    polynomials (repeated factors once); derived once per tuple of factors."""
+    n = len(relations)
+    num, den = sp.Poly(M_ ** (n - 1), M_), sp.Poly((1 + M_) ** (n - 1), M_)
+    for rel in set(relations):
+        a, b = rel.inverse_fraction
+        k = relations.count(rel)
+        num, den = num * a**k, den * b**k
+    num, den = num.cancel(den, include=True)
+    return Relation(sp.expand(Z * den.as_expr() - num.as_expr()))
 
 
 def sum_relation(relations: list, moments_of) -> Relation:
