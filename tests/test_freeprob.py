@@ -14,7 +14,7 @@ import derive
 from derive.errors import DomainError, NoFixedPointError
 from derive.freeprob import affine
 from derive.freeprob.relation import W, g_
-from derive.freeprob.sampling import jacobian_eigenvalues, ks_distance
+from derive.freeprob.sampling import cdf, jacobian_eigenvalues, ks_distance
 
 mp.mp.dps = 30
 
@@ -112,13 +112,25 @@ def test_derivative_laws_against_mpmath():
 
 
 
+def _gaussian_mass_below(d2, t, a, b):
+    """P(a < h < b, d2(h) <= t) for h ~ N(0, 1) and d2 monotone on [a, b]."""
+    lo, hi = d2(a) - t, d2(b) - t
+    if lo <= 0 and hi <= 0:
+        return mp.ncdf(b) - mp.ncdf(a)
+    if lo > 0 and hi > 0:
+        return mp.mpf(0)
+    root = mp.findroot(lambda h: d2(h) - t, (a, b), solver="bisect")
+    return mp.ncdf(root) - mp.ncdf(a) if lo <= 0 else mp.ncdf(b) - mp.ncdf(root)
+
+
 @pytest.mark.parametrize("name", ["silu", "sin", "gelu", "elu"])
 def test_non_monotone_derivative_laws_against_mpmath(name):
     # φ′² not monotone on either side of 0 (silu, gelu: a local maximum low in the band; sin: 13
     # extrema on |h| <= 10.5) or constant on a half-line (elu: an atom 1/2 at 1).  The density
     # ρ(t) = Σ_{φ′(h)² = t} N(h)/|∂_h φ′(h)²| with every root found here by mpmath in each monotone
     # piece (between critical points located on a grid of step 0.01 and refined by findroot),
-    # including t next to the critical values; and the law's own mass check.  The pieces used to be
+    # including t next to the critical values; the CDF against the Gaussian mass of {φ′(h)² <= t}
+    # from the same roots; and the law's own mass check.  The pieces used to be
     # found on a grid: two roots within a step were missed (silu, sin integrated to 0.9967 and
     # 0.999998; gelu's mass check passed at 1.023)
     x = sp.Symbol("x")
@@ -144,6 +156,9 @@ def test_non_monotone_derivative_laws_against_mpmath(name):
             exact = mp.fsum(mp.npdf(h) / abs(slope(h)) for h in roots)
             got = law.density(np.array([t]))[0]
             assert abs(got - exact) <= 1e-9 * exact, (name, t, got, exact)
+            below = mp.fsum(_gaussian_mass_below(d2, t, a, b) for a, b in pieces) + (
+                sum(m for a, m in support.atoms if a <= t))  # the flat pieces are the atoms
+            assert abs(cdf(law, np.array([t]))[0] - below) < 1e-9, (name, t)
     assert abs(support.mass - 1) < 1e-8
     atoms = dict(support.atoms)
     assert (name == "elu") == bool(atoms) and all(abs(a - 1) < 1e-15 and abs(m - 0.5) < 1e-15

@@ -33,7 +33,7 @@ from derive.activations import Activation
 from derive.activations import activation as make_activation
 from derive.errors import DomainError, NumericError
 from derive.freeprob.engine import derivative_moment
-from derive.freeprob.inversion import Support, tanh_sinh
+from derive.freeprob.inversion import IndefiniteTanhSinh, Support
 from derive.freeprob.laws import Atomic, SpectralLaw, exact
 from derive.freeprob.relation import W, Z
 from derive.symbols import x as X
@@ -359,7 +359,9 @@ class DerivativeLaw(SpectralLaw):
             for a, b, v in zip(lo[flat], hi[flat], values[0][flat], strict=True):
                 atoms[float(v)] = atoms.get(float(v), 0.0) + _gaussian_mass(a, b, float(self.q))
             breaks = np.unique(values[:, ~flat])
-            parts = [tanh_sinh(self.density, a, b) for a, b in zip(breaks[:-1], breaks[1:], strict=True)]
+            rules = tuple(IndefiniteTanhSinh(self.density, a, b) for a, b in zip(breaks[:-1], breaks[1:],
+                                                                                  strict=True))
+            parts = [rule.total(1e-14) for rule in rules]  # the rules are kept: the CDF reuses them
             mass = sum(m for m, _ in parts) + sum(atoms.values())
             err = sum(e for _, e in parts)
             if not (abs(mass - 1) <= 1e-8 and err <= 1e-8):
@@ -368,7 +370,8 @@ class DerivativeLaw(SpectralLaw):
                                    "use .moments or .stieltjes")
             how = "ranges of the monotone pieces of φ′²; change-of-variables density"
             bands = _union(np.sort(values[:, ~flat], axis=0).T)
-            self.__dict__["_support"] = Support(bands, tuple(sorted(atoms.items())), mass, abs(mass - 1), how)
+            self.__dict__["_support"] = Support(bands, tuple(sorted(atoms.items())), mass, abs(mass - 1), how,
+                                                rules)
         return self.__dict__["_support"]
 
 
