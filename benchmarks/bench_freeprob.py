@@ -25,7 +25,8 @@ algebraic root finding costs the same at any accuracy, and the support analysis 
 for the 1000-point density at 1e-12.  Theory times: the first call in the process (cold: SymPy
 derivation) and the best of 3 fresh spectra (warm: the exact derivations are cached per relation,
 as derive caches derivations; every numeric step — continuation, support, atoms, mass check,
-CDF — runs again for each fresh spectrum).
+CDF — runs again for each fresh spectrum), and for laws not met before in the process (other
+depths: SymPy derives their equations first).
 Run: python benchmarks/bench_freeprob.py
 """
 
@@ -52,10 +53,10 @@ def density_product():
     return J, x, J.density(x)
 
 
-def bin_product():
+def bin_product(depth=DEPTH):
     """The theory's counterpart of a histogram: the 40 bin masses from the CDF (the atom at 0 in the
     first)."""
-    J = derive.jacobian_spectrum("relu", depth=DEPTH)
+    J = derive.jacobian_spectrum("relu", depth=depth)
     edges = np.linspace(0, J.max_eigenvalue, BINS + 1)
     return np.diff(np.concatenate([[0.0], cdf(J.law, edges[1:])]))
 
@@ -100,6 +101,11 @@ def main():
     cold = time.perf_counter() - start
     _, warm, _ = measure(density_product)
     bins, t_bins, _ = measure(bin_product)
+    fresh = []
+    for depth in (DEPTH + 1, DEPTH + 2, DEPTH - 1):  # a law not met before: its equation is derived
+        start = time.perf_counter()
+        bin_product(depth)
+        fresh.append(time.perf_counter() - start)
     err = reference_error(J, x, rho)
     print(f"theory: density at {POINTS} points, max |error| vs 40 digits {err:.2e}: cold {cold:.3f} s, "
           f"warm {warm:.3f} s (support and atoms included)")
@@ -109,6 +115,8 @@ def main():
     print(f"theory: {BINS} bin masses from the CDF in {t_bins:.3f} s (warm), max |error| vs tanh-sinh bins "
           f"{np.max(np.abs(bins - exact)):.1e} (tanh-sinh error estimate {quad_err:.0e}); "
           f"total {exact.sum():.12f}")
+    print(f"theory: the same for a law not met before in the process (L = {DEPTH + 1}, {DEPTH + 2}, "
+          f"{DEPTH - 1}: SymPy derives its equation first): {', '.join(f'{t:.3f}' for t in fresh)} s")
     print(f"Monte Carlo: width {WIDTH}, {BINS} bins, error = mean |histogram mass − exact mass|/bin width "
           f"(the bin densities average {np.mean(exact / width):.3g})")
     pooled, per_seed = [], []
@@ -132,7 +140,8 @@ def main():
         print(f"  {seeds} seed(s), {ev.size} eigenvalues: {t_mc:5.1f} s ({seeds} x best seed), "
               f"error {mc_err:.2e} (binomial scale "
               f"{noise:.1e}); ratio Monte Carlo / theory at this accuracy: {t_mc / t_bins:.0f}x (warm bin "
-              f"masses), {t_mc / cold:.0f}x (cold density call at 1e-12)")
+              f"masses), {t_mc / max(fresh):.0f}x (bin masses of a new law), {t_mc / cold:.0f}x (cold "
+              "density call at 1e-12)")
     # Monte Carlo time ∝ 1/ε² (from the one-seed line): the accuracy at which it is 100x slower
     first = np.mean(np.abs(np.histogram(np.clip(pooled[0], 0, None), bins=edges)[0] / pooled[0].size - exact)
                     / width)
