@@ -140,3 +140,28 @@ def test_blocked_evaluation_is_the_unblocked_one_to_the_bit(monkeypatch):
     assert len(blocks.row_blocks((3001, 57))) == 1
     for a, b in zip(blocked, whole, strict=True):
         assert a.shape == (3001, 57) and np.array_equal(a, b) and np.all(np.isfinite(a))
+
+
+@pytest.mark.parametrize("name", ["relu", "erf"])
+def test_a_symmetric_closed_form_gram_is_its_upper_triangle_mirrored(name, monkeypatch):
+    """The closed-form Gram of inputs with themselves is evaluated on and above the diagonal (by
+    blocks of rows) and mirrored: exactly symmetric, and entrywise the closed form at each pair's
+    own correlation to rounding (the mirrored entries use c of (a, b), equal to that of (b, a) up
+    to rounding) — against the same moments evaluated as a general, non-Gram array."""
+    from derive.gaussian import blocks
+    from derive.gaussian.moments import moments_of
+
+    monkeypatch.setattr(blocks, "BLOCK", 3000)  # many row blocks of a 150 x 150 Gram
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(150, 7)) * rng.uniform(0.2, 3, (150, 1))
+    K = X @ X.T / 7
+    qv = np.diag(K).copy()
+    m = moments_of(derive.activation(name))
+    (_, _, C), (_, _, Cd), _, _ = m.gram(qv[:, None], qv[None, :], K)
+    c = np.clip(K / np.sqrt(np.outer(qv, qv)), -1, 1)
+    np.fill_diagonal(c, 1.0)
+    general = [m.C.evaluate(np.outer(qv, np.ones(150)), np.outer(np.ones(150), qv), c).value,
+               m.Cd.evaluate(np.outer(qv, np.ones(150)), np.outer(np.ones(150), qv), c).value]
+    for got, expected in zip((C, Cd), general, strict=True):
+        assert np.array_equal(got, got.T)
+        assert np.max(np.abs(got - expected) / np.abs(expected).max()) < 1e-14

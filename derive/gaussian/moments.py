@@ -545,13 +545,22 @@ class ActivationMoments:
             return None
         shape, ndim = correlation.shape, len(correlation.shape)
         values = [np.empty(shape) for _ in range(2 if derivative else 1)]
-        for rows in row_blocks(shape):
-            for out, value in zip(values, closed(rows_of(correlation.qa, rows, ndim),
-                                                 rows_of(correlation.qb, rows, ndim), correlation(rows)),
-                                  strict=True):
-                out[rows] = value
-                if not np.isfinite(out[rows]).all():
+        symmetric = correlation.symmetric
+        blocks = row_blocks(shape)
+        for rows in blocks:
+            # a symmetric Gram: on and above the diagonal only, mirrored below
+            columns = slice(rows.start, None) if symmetric else slice(None)
+            qb = correlation.qb[:, columns] if symmetric else correlation.qb
+            for out, value in zip(values, closed(rows_of(correlation.qa, rows, ndim), qb,
+                                                 correlation(rows, columns)), strict=True):
+                out[rows, columns] = value
+                if not np.isfinite(out[rows, columns]).all():
                     return None
+        if symmetric:  # below the diagonal blocks from above them; each diagonal block averaged
+            for out in values:  # with its transpose (its (a, b) and (b, a) differ by rounding only)
+                for rows in blocks:
+                    out[rows.stop:, rows] = out[rows, rows.stop:].T
+                    out[rows, rows] = (out[rows, rows] + out[rows, rows].T) * 0.5
         closed = frozenset({Method.CLOSED_FORM})  # |C| <= √(V V) (Cauchy–Schwarz): a relative bound
         return [Evaluation(v, None, closed, CLOSED_FORM_ROUNDING * 16) for v in values]
 
@@ -609,16 +618,35 @@ class _Correlation:
         keep = (np.abs(k) == q) & (q > 0)
         return tuple(w[keep] for w in where), np.sign(k[keep])
 
-    def __call__(self, rows) -> np.ndarray:
+    @cached_property
+    def symmetric(self) -> bool:
+        """A Gram of inputs with themselves: qa a column and qb the same variances as a row (its
+        covariances are then symmetric: every layer map is symmetric in the two inputs)."""
+        qa, qb = self.qa, self.qb
+        return (qa.ndim == 2 and qa.shape[1] == 1 and qb.ndim == 2 and qb.shape[0] == 1
+                and self.kab.shape == (qa.size, qa.size) and np.array_equal(qa[:, 0], qb[0]))
+
+    def __call__(self, rows, columns=slice(None)) -> np.ndarray:
+        """c on the block `rows` (and, of a 2-D Gram, `columns`: a slice from its start on)."""
         n = len(self.shape)
         sa, sb = (rows_of(s, rows, n) for s in self._scales)
-        corr = rows_of(self.kab, rows, n) * sa * sb
+        if columns != slice(None):
+            sb, kab = sb[:, columns], rows_of(self.kab, rows, n)[:, columns]
+        else:
+            kab = rows_of(self.kab, rows, n)
+        corr = kab * sa * sb
         np.clip(corr, -1.0, 1.0, out=corr)
         where, sign = self.coincident
         start, stop = rows.indices(self.shape[0])[:2] if isinstance(rows, slice) else (0, self.shape[0])
         lo, hi = np.searchsorted(where[0], [start, stop])
         if hi > lo:
-            corr[(where[0][lo:hi] - start, *(w[lo:hi] for w in where[1:]))] = sign[lo:hi]
+            row, value = where[0][lo:hi] - start, sign[lo:hi]
+            if n == 2:  # those in the columns asked for
+                column = where[1][lo:hi] - (columns.start or 0)
+                keep = column >= 0
+                corr[row[keep], column[keep]] = value[keep]
+            else:
+                corr[(row, *(w[lo:hi] for w in where[1:]))] = value
         return corr
 
 
