@@ -551,10 +551,11 @@ class ActivationMoments:
             # a symmetric Gram: on and above the diagonal only, mirrored below
             columns = slice(rows.start, None) if symmetric else slice(None)
             qb = correlation.qb[:, columns] if symmetric else correlation.qb
+            block = (rows, columns) if symmetric else rows
             for out, value in zip(values, closed(rows_of(correlation.qa, rows, ndim), qb,
                                                  correlation(rows, columns)), strict=True):
-                out[rows, columns] = value
-                if not np.isfinite(out[rows, columns]).all():
+                out[block] = value
+                if not np.isfinite(out[block]).all():
                     return None
         if symmetric:  # below the diagonal blocks from above them; each diagonal block averaged
             for out in values:  # with its transpose (its (a, b) and (b, a) differ by rounding only)
