@@ -39,9 +39,9 @@ from threadpoolctl import threadpool_limits
 from timing import measure
 
 import derive
-from derive.freeprob.inversion import tanh_sinh
 from derive.freeprob.relation import G_, Z
 from derive.freeprob.sampling import cdf
+from derive.freeprob.tanh_sinh import tanh_sinh
 
 DEPTH, WIDTH, POINTS, BINS = 8, 2000, 1000, 40
 SEEDS = (1, 2, 4)

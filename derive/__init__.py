@@ -23,8 +23,9 @@ reads the layer algebra's trace):
   serial, repeat;
 * theories: ``ntk`` (NNGP and NTK Grams, float64 and mpmath), ``recursion`` (the layer-to-
   layer equations as a paper writes them), ``meanfield/`` (maps, fixed points, χ₁, depth
-  scales, critical line and phase diagram of any block), ``fisher/`` (the Fisher spectrum),
-  ``ngd/`` (natural gradient with approximate Fisher matrices in the NTK regime);
+  scales, critical line and phase diagram of any block), ``freeprob/`` (spectral laws and
+  free probability: Jacobian and CK/NTK spectra), ``fisher/`` (the Fisher spectrum), ``ngd/``
+  (natural gradient with approximate Fisher matrices in the NTK regime);
 * ``simulate`` — the one simulator of finite random networks, the ground truth of the tests;
 * ``verification`` (verify, check), ``cli``, ``report/`` (one section per theory, one
   document model, HTML/Markdown/notebook/LaTeX writers).

@@ -10,9 +10,10 @@ import pytest
 import sympy as sp
 
 import derive
-from derive.freeprob.inversion import _ACCEPT, IndefiniteTanhSinh, g_coefficients
+from derive.freeprob.inversion import _ACCEPT, g_coefficients
 from derive.freeprob.relation import G_, Z
 from derive.freeprob.sampling import cdf
+from derive.freeprob.tanh_sinh import IndefiniteTanhSinh
 
 
 @pytest.fixture(scope="module")

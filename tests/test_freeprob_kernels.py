@@ -21,8 +21,8 @@ from threadpoolctl import threadpool_limits
 
 import derive
 from derive.errors import DomainError
-from derive.freeprob.inversion import tanh_sinh
 from derive.freeprob.sampling import kernel_eigenvalues, ks_distance
+from derive.freeprob.tanh_sinh import tanh_sinh
 
 N, D0, SEEDS, ALPHA = 1000, 2000, 4, 1e-3
 RATIOS = ["1/2", "2/3"]  # widths d_1 = 2000, d_2 = 1500

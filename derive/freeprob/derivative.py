@@ -33,9 +33,10 @@ from derive.activations import Activation
 from derive.activations import activation as make_activation
 from derive.errors import DomainError, NumericError
 from derive.freeprob.engine import derivative_moment
-from derive.freeprob.inversion import IndefiniteTanhSinh, Support
+from derive.freeprob.inversion import Support
 from derive.freeprob.laws import Atomic, SpectralLaw, exact
 from derive.freeprob.relation import W, Z
+from derive.freeprob.tanh_sinh import IndefiniteTanhSinh
 from derive.symbols import x as X
 
 RTOL = 1e-13

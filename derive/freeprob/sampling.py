@@ -29,7 +29,7 @@ import math
 import numpy as np
 
 from derive.errors import DomainError
-from derive.freeprob.inversion import IndefiniteTanhSinh
+from derive.freeprob.tanh_sinh import IndefiniteTanhSinh
 from derive.simulate import draw
 
 
@@ -74,7 +74,7 @@ def kernel_eigenvalues(spectrum, X0, seed) -> tuple:
 
 def cdf(law, x, tol: float = 1e-10) -> np.ndarray:
     """F(x) = (atoms at or below x) + ∫ρ up to x by the indefinite tanh–sinh rule
-    (:class:`~derive.freeprob.inversion.IndefiniteTanhSinh`, to ``tol``, else
+    (:class:`~derive.freeprob.tanh_sinh.IndefiniteTanhSinh`, to ``tol``, else
     :class:`~derive.errors.NumericError`): over the pieces of the support's mass check where it
     kept its rules (algebraic laws: split at every candidate point, its samples reused), else
     over the bands."""

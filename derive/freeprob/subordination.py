@@ -40,8 +40,9 @@ from __future__ import annotations
 import numpy as np
 
 from derive.errors import NumericError
-from derive.freeprob.inversion import HeightSchedule, Support, tanh_sinh
+from derive.freeprob.inversion import HeightSchedule, Support
 from derive.freeprob.laws import SpectralLaw
+from derive.freeprob.tanh_sinh import tanh_sinh
 from derive.gaussian.blocks import single_threaded_blas
 
 RESIDUAL = 1e-12
