@@ -255,7 +255,7 @@ WIDTH, SEEDS, T_QUANTILE = 1000, 4, 12.924  # t_{0.9995}(3 dof), checked in test
 
 CASES = [("relu", "gaussian"), ("relu", "orthogonal"), ("hard_tanh", "gaussian"),
          ("hard_tanh", "orthogonal"), ("tanh", "gaussian"), ("tanh", "orthogonal"), ("linear", "gaussian"),
-         ("linear", "orthogonal")]
+         ("linear", "orthogonal"), ("elu", "gaussian")]  # elu: D² an atom 1/2 at 1 beside a density
 
 
 @functools.cache
