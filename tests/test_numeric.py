@@ -165,3 +165,17 @@ def test_a_symmetric_closed_form_gram_is_its_upper_triangle_mirrored(name, monke
     for got, expected in zip((C, Cd), general, strict=True):
         assert np.array_equal(got, got.T)
         assert np.max(np.abs(got - expected) / np.abs(expected).max()) < 1e-14
+
+
+def test_moments_of_no_points_are_no_values():
+    """An empty selection (the c* search of a phase diagram asks for the points near c = 1, which
+    may be none) gives empty arrays on every route: ELU's C_d (the Mehler route) raised a
+    ValueError from inside the Hermite projections, and MeanField("elu").phase_diagram with it."""
+    from derive.gaussian.moments import moments_of
+
+    for name in ("elu", "relu", "tanh"):
+        m = moments_of(derive.activation(name))
+        for moment in (m.C, m.Cd):
+            out = moment.evaluate(np.empty(0), np.empty(0), np.empty(0))
+            assert out.value.shape == (0,) and out.error.shape == (0,)
+        assert m.V.evaluate(np.empty(0)).value.shape == (0,)

@@ -354,7 +354,7 @@ class Moment2D(_Moment):
             value[...], error[...], finite = self._closed_values((qa, qb, cv, *params), shape)
             todo = ~finite
             methods.add(Method.CLOSED_FORM)
-        elif self.method is Method.MEHLER and np.all(qa > 0) and np.all(qb > 0):
+        elif self.method is Method.MEHLER and value.size and np.all(qa > 0) and np.all(qb > 0):
             value[...], error[...], todo, relative = self._mehler(qa, qb, cv, shape, tol)
             methods.add(Method.MEHLER)
         if todo.any():
